@@ -1,0 +1,19 @@
+"""ComfyUI entry point for comfy-harmovid.
+
+ComfyUI imports this folder as a package. The engine (``comfy_harmovid``) is imported by its own
+name, so this folder goes on sys.path when it is not pip-installed; it is appended, never put
+first, so ComfyUI's own modules (such as ``nodes``) are never shadowed.
+"""
+
+import os
+import sys
+
+_here = os.path.dirname(os.path.abspath(__file__))
+try:
+    import comfy_harmovid  # noqa: F401  (pip-installed, or already importable)
+except ImportError:
+    sys.path.append(_here)
+
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

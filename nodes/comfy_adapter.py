@@ -1,0 +1,117 @@
+"""The one place where the nodes reach ComfyUI's services.
+
+Everything here works without ComfyUI too (tests, scripts): progress is then silent, the device is
+the CPU (or CUDA when present), and model folders live under ``HARMOVID_MODELS_DIR`` or this
+checkout's ``models/`` folder.
+"""
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from comfy_harmovid.errors import HarmoVidError
+
+try:  # ComfyUI present: use its services.
+    import comfy.model_management as _model_management
+    import comfy.utils as _comfy_utils
+    import folder_paths as _folder_paths
+except ImportError:  # Running outside ComfyUI (tests, scripts).
+    _model_management = _comfy_utils = _folder_paths = None
+
+IN_COMFYUI = _folder_paths is not None
+PACK_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MODEL_EXTENSIONS = {".safetensors"}
+
+# Model folder names under ComfyUI's models/ directory that this pack uses.
+MODEL_KINDS = ("harmovid", "harmovid_vae", "sam2", "harmoim")
+
+
+def _standalone_models_root() -> Path:
+    return Path(os.environ.get("HARMOVID_MODELS_DIR", PACK_MODELS_DIR))
+
+
+def register_model_folders() -> None:
+    """Make ComfyUI list ``models/<kind>`` for each kind, plus the folders this pack ships."""
+    if not IN_COMFYUI:
+        return
+    for kind in MODEL_KINDS:
+        paths = [os.path.join(_folder_paths.models_dir, kind), str(PACK_MODELS_DIR / kind)]
+        if kind in _folder_paths.folder_names_and_paths:
+            known, extensions = _folder_paths.folder_names_and_paths[kind]
+            extensions = set(extensions) | MODEL_EXTENSIONS
+        else:
+            known, extensions = [], set(MODEL_EXTENSIONS)
+        known = list(known) + [p for p in paths if p not in known]
+        _folder_paths.folder_names_and_paths[kind] = (known, extensions)
+
+
+def model_folders(kind: str) -> List[Path]:
+    """The folders searched for models of ``kind``, first match wins."""
+    if IN_COMFYUI:
+        return [Path(p) for p in _folder_paths.get_folder_paths(kind)]
+    return [_standalone_models_root() / kind]
+
+
+def list_models(kind: str, suffixes=(".safetensors",)) -> List[str]:
+    """File and folder names (relative to a model folder) that look like models of ``kind``."""
+    names = set()
+    for folder in model_folders(kind):
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob("*"):
+            if path.is_file() and path.suffix in suffixes:
+                names.add(path.relative_to(folder).as_posix())
+    return sorted(names)
+
+
+def resolve_model_path(kind: str, name: str) -> Path:
+    """Find ``name`` in the folders for ``kind``; a clear error names the folders when it is absent."""
+    for folder in model_folders(kind):
+        candidate = folder / name
+        if candidate.exists():
+            return candidate
+    searched = ", ".join(str(f) for f in model_folders(kind))
+    raise HarmoVidError(f"Model '{name}' not found. Put it in one of: {searched}, then refresh ComfyUI.")
+
+
+def torch_device() -> torch.device:
+    """The device ComfyUI runs models on (CPU/CUDA outside ComfyUI)."""
+    if _model_management is not None:
+        return _model_management.get_torch_device()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def offload_device() -> torch.device:
+    """Where ComfyUI parks models and IMAGE tensors between nodes."""
+    if _model_management is not None:
+        return _model_management.intermediate_device()
+    return torch.device("cpu")
+
+
+def throw_if_interrupted() -> None:
+    """Raise ComfyUI's interruption exception when the user pressed Cancel."""
+    if _model_management is not None:
+        _model_management.throw_exception_if_processing_interrupted()
+
+
+class NodeProgress:
+    """A ``progress(done, total)`` callback for the engine that drives ComfyUI's bar.
+
+    Each call also checks for interruption, so any engine loop that reports progress can be cancelled.
+    """
+
+    def __init__(self, total: int = 1):
+        self._bar = _comfy_utils.ProgressBar(total) if _comfy_utils is not None else None
+        self.last = (0, total)
+
+    def __call__(self, done: int, total: int) -> None:
+        throw_if_interrupted()
+        self.last = (done, total)
+        if self._bar is not None:
+            self._bar.update_absolute(done, total)
+
+
+def progress(total: int = 1) -> NodeProgress:
+    return NodeProgress(total)
