@@ -1,0 +1,1 @@
+"""Benchmark protocols. Each module adds one ``harmovid bench NAME`` command through ``register``."""
