@@ -1,0 +1,48 @@
+"""MediaPipe's selfie-segmentation network, shipped inside the mediapipe wheel (no download)."""
+
+import numpy as np
+
+from ..errors import HarmoVidError
+
+# model_selection of mediapipe's SelfieSegmentation: the general model sees a 256x256 square,
+# the landscape one a 144x256 (h x w) image.
+MODELS = {"general": 0, "landscape": 1}
+
+INSTALL_HINT = (
+    "The built-in portrait segmenter needs MediaPipe 0.10.14. Install it with "
+    "`pip install --no-deps mediapipe==0.10.14` and its runtime dependencies "
+    "`pip install absl-py flatbuffers \"protobuf>=4.25.3,<5\" attrs` (no-deps keeps it from replacing "
+    "your OpenCV and numpy), or use a SAM 2 checkpoint instead."
+)
+
+
+def _import_selfie_segmentation():
+    try:
+        from mediapipe.python.solutions import selfie_segmentation
+    except ImportError as error:
+        raise HarmoVidError(f"{INSTALL_HINT} (import failed: {error})") from error
+    return selfie_segmentation
+
+
+class SelfieModel:
+    """Foreground probability of one RGB frame: ``predict(uint8 [H, W, 3]) -> float32 [H, W]``."""
+
+    def __init__(self, model: str = "general"):
+        if model not in MODELS:
+            raise HarmoVidError(f"Unknown built-in segmenter model {model!r}; use one of {', '.join(MODELS)}.")
+        self._graph = _import_selfie_segmentation().SelfieSegmentation(model_selection=MODELS[model])
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        result = self._graph.process(np.ascontiguousarray(frame))
+        return np.asarray(result.segmentation_mask, dtype=np.float32)
+
+    def close(self) -> None:
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: mediapipe may already be gone
+            pass

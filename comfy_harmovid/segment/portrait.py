@@ -1,0 +1,126 @@
+"""The built-in portrait segmenter: MediaPipe selfie segmentation, made temporally stable.
+
+The network runs on a small copy of each frame (its own input is 256 pixels wide, so a bigger copy
+adds nothing), the temporal stabiliser works at that size too, and only the final mask is scaled
+back to the frame size. That keeps it fast at 720p and 1080p.
+"""
+
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import HarmoVidError
+from ..progress import ProgressCallback, report
+from ..validate import check_frames
+from .mediapipe_model import SelfieModel
+from .temporal import MaskStabilizer
+
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_TEMPORAL_SMOOTHING = 0.6
+DEFAULT_MODEL = "general"
+# Longest side of the working copy of each frame.
+WORK_SIZE = 384
+GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def check_threshold(threshold: float) -> float:
+    if not 0.0 < threshold < 1.0:
+        raise HarmoVidError(f"threshold must be between 0 and 1 (exclusive), got {threshold}. 0.5 is a good start.")
+    return float(threshold)
+
+
+def check_temporal_smoothing(temporal_smoothing: float) -> float:
+    if not 0.0 <= temporal_smoothing < 1.0:
+        raise HarmoVidError(
+            f"temporal_smoothing must be in [0, 1): 0 = off, 0.6 = default, got {temporal_smoothing}."
+        )
+    return float(temporal_smoothing)
+
+
+def work_shape(height: int, width: int, work_size: int = WORK_SIZE):
+    """(h, w) of the working copy: the frame scaled down so its longest side is ``work_size``."""
+    scale = min(1.0, work_size / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+class PortraitSegmenter:
+    """Streaming portrait masks: call ``process(chunk)`` on consecutive chunks of one clip.
+
+    The temporal state carries over from one call to the next, so a long video can be segmented
+    chunk by chunk with bounded memory and the same result as segmenting it whole. Call ``reset()``
+    before starting another clip.
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        temporal_smoothing: float = DEFAULT_TEMPORAL_SMOOTHING,
+        soft: bool = False,
+        model: str = DEFAULT_MODEL,
+    ):
+        self.threshold = check_threshold(threshold)
+        self.temporal_smoothing = check_temporal_smoothing(temporal_smoothing)
+        self.soft = bool(soft)
+        self._model = SelfieModel(model)
+        self._stabilizer = MaskStabilizer(smoothing=self.temporal_smoothing, threshold=self.threshold)
+
+    def reset(self) -> None:
+        self._stabilizer.reset()
+
+    def close(self) -> None:
+        self._model.close()
+
+    def process(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[T, H, W, 3]`` frames in 0..1 -> ``[T, H, W]`` float32 mask (binary, or soft if ``soft``)."""
+        frames = check_frames(frames)
+        height, width = frames.shape[1:3]
+        small_h, small_w = work_shape(height, width)
+        masks = torch.empty(frames.shape[:3], dtype=torch.float32)
+        for index, frame in enumerate(frames.detach().to("cpu", torch.float32).numpy()):
+            small = cv2.resize(frame, (small_w, small_h), interpolation=cv2.INTER_AREA)
+            small_uint8 = np.clip(small * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            probability = self._model.predict(small_uint8)
+            smoothed, threshold_map = self._stabilizer.step(small @ GREY_WEIGHTS, probability)
+            masks[index] = torch.from_numpy(self._full_size_mask(smoothed, threshold_map, width, height))
+        return masks.to(frames.device)
+
+    def _full_size_mask(self, smoothed, threshold_map, width: int, height: int) -> np.ndarray:
+        up_smoothed = cv2.resize(smoothed, (width, height), interpolation=cv2.INTER_LINEAR)
+        if self.soft:
+            return np.clip(up_smoothed, 0.0, 1.0)
+        up_threshold = cv2.resize(threshold_map, (width, height), interpolation=cv2.INTER_LINEAR)
+        return (up_smoothed > up_threshold).astype(np.float32)
+
+
+def segment_portrait(
+    frames: torch.Tensor,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    temporal_smoothing: float = DEFAULT_TEMPORAL_SMOOTHING,
+    soft: bool = False,
+    model: str = DEFAULT_MODEL,
+    progress: ProgressCallback = None,
+    chunk_size: int = 16,
+) -> torch.Tensor:
+    """Portrait mask of a whole clip, ``[T, H, W]`` float32, 1 = person.
+
+    Binary by default (the rough mask the Pseudo-Alpha step refines); ``soft=True`` returns the
+    temporally smoothed probability instead. ``temporal_smoothing`` in [0, 1) is the weight of the
+    motion-compensated history (0 = each frame on its own).
+    """
+    frames = check_frames(frames)
+    segmenter = PortraitSegmenter(
+        threshold=threshold, temporal_smoothing=temporal_smoothing, soft=soft, model=model
+    )
+    try:
+        total = frames.shape[0]
+        chunks = []
+        for start in range(0, total, chunk_size):
+            chunks.append(segmenter.process(frames[start : start + chunk_size]))
+            report(progress, min(start + chunk_size, total), total)
+        return torch.cat(chunks)
+    finally:
+        segmenter.close()
