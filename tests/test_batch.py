@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -257,3 +259,20 @@ def test_interrupt_keeps_manifest_whole_and_removes_partial_downloads(servers, c
 
     summary = run_batch(config_for(clips, [servers()], output, resume=True))
     assert summary.done == 4 and summary.skipped == 0
+
+
+def test_restarted_server_gets_the_lost_job_again(servers, clips, tmp_path):
+    first = servers(step_delay=0.05, die_on_job=2)
+    port, restarted = first.port, {}
+
+    def restart_when_dead():
+        while first._runner is not None and not first._closed:
+            time.sleep(0.02)
+        restarted["server"] = servers(port=port)  # same address, empty queue and history, as after a restart
+
+    watcher = threading.Thread(target=restart_when_dead, daemon=True)
+    watcher.start()
+    summary = run_batch(config_for(clips, [first], tmp_path / "out", server_grace=2.0, per_server=1))
+    watcher.join(5)
+    assert (summary.done, summary.failed) == (4, 0), summary.records
+    assert len(restarted["server"].completed) == 3, "the restarted server should run the lost job and the rest"
