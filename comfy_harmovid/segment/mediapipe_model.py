@@ -16,6 +16,11 @@ INSTALL_HINT = (
 )
 
 
+def require_mediapipe() -> None:
+    """Fail early, with the install command, when mediapipe is missing."""
+    _import_selfie_segmentation()
+
+
 def _import_selfie_segmentation():
     try:
         from mediapipe.python.solutions import selfie_segmentation
@@ -28,9 +33,15 @@ class SelfieModel:
     """Foreground probability of one RGB frame: ``predict(uint8 [H, W, 3]) -> float32 [H, W]``."""
 
     def __init__(self, model: str = "general"):
-        if model not in MODELS:
-            raise HarmoVidError(f"Unknown built-in segmenter model {model!r}; use one of {', '.join(MODELS)}.")
+        self.check_name(model)
         self._graph = _import_selfie_segmentation().SelfieSegmentation(model_selection=MODELS[model])
+
+    @staticmethod
+    def check_name(model: str) -> None:
+        if model not in MODELS:
+            raise HarmoVidError(
+                f"Unknown built-in segmenter model {model!r}; use one of: auto, {', '.join(MODELS)}."
+            )
 
     def predict(self, frame: np.ndarray) -> np.ndarray:
         result = self._graph.process(np.ascontiguousarray(frame))

@@ -65,3 +65,19 @@ class MaskStabilizer:
         threshold_map = threshold_map.astype(np.float32)
         self._foreground = (self._smoothed > threshold_map).astype(np.float32)
         return self._smoothed, threshold_map
+
+
+def mask_flicker(masks, frames, *, flow_scale: float = 0.5) -> float:
+    """How much a mask flickers: the mean motion-compensated change between consecutive frames.
+
+    Each previous mask is warped onto the next frame with optical flow of the frames, so an edge
+    that follows the person's motion counts as stable and only changes the motion does not explain
+    (a crawling or blinking edge) count. ``masks`` ``[T, H, W]``, ``frames`` ``[T, H, W, 3]``; the
+    result is the average per-pixel absolute change (0 = perfectly stable).
+    """
+    changes = []
+    for t in range(1, masks.shape[0]):
+        flow = dis_flow(frames[t], frames[t - 1], preset="medium", scale=flow_scale)  # t -> t-1
+        previous = warp(masks[t - 1], flow).numpy()
+        changes.append(float(np.abs(masks[t].detach().cpu().float().numpy() - previous).mean()))
+    return float(np.mean(changes)) if changes else 0.0
