@@ -62,6 +62,8 @@ def test_windows_respect_the_15_layout_even_frame_multiple():
     windows = MultiDiffusion(window=7, overlap=2).layout((1, 4, 20, 4, 4), frame_multiple=2)
     lengths = {w.frames[1] - w.frames[0] for w in windows}
     assert lengths == {6}, f"with patch_size_t=2 windows must have an even length (6 from 7), got {lengths}"
+    whole = MultiDiffusion(window=7, overlap=2).layout((1, 4, 7, 4, 4), frame_multiple=2)
+    assert [w.frames for w in whole] == [(0, 7)], "a window as long as the clip must stay one window (the model pads)"
 
 
 def test_bad_settings_raise_one_clear_error():

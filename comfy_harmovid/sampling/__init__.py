@@ -5,7 +5,7 @@
                     multidiffusion=MultiDiffusion(window=22, overlap=6))
 """
 
-from .condition import HarmoVidCondition
+from .condition import HarmoVidCondition, encode_condition
 from .multidiffusion import WEIGHTINGS, MultiDiffusion, Window, seam_report, span_weights, split_axis
 from .sampler import DiffusionModel, guided_velocity, sample
 from .schedule import SCHEDULERS, denoise_timesteps, make_scheduler
@@ -18,6 +18,7 @@ __all__ = [
     "WEIGHTINGS",
     "Window",
     "denoise_timesteps",
+    "encode_condition",
     "guided_velocity",
     "make_scheduler",
     "sample",

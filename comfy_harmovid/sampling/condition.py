@@ -4,6 +4,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ..model.layout import pad_by_repeating
+from ..progress import ProgressCallback
 from .multidiffusion import Window
 
 
@@ -13,14 +15,16 @@ class HarmoVidCondition:
 
     ``composite_latent`` and ``background_latent`` are ``[B, C, T', h, w]``; ``mask`` is the alpha at pixel
     resolution ``[B, 1, T, H, W]`` (1 = foreground; soft values kept), its frames padded the way the
-    VAE pads the video, so that ``T' = (T - 1) / 4 + 1``. ``frame_count`` is the original clip's length,
-    which Decode trims back to. All tensors live on the model's device.
+    VAE pads the video, so that ``T' = (T - 1) / 4 + 1`` and ``H = 8 h``. ``frame_count``, ``height`` and
+    ``width`` are the original clip's, which Decode trims back to. All tensors live on the model's device.
     """
 
     composite_latent: torch.Tensor
     background_latent: torch.Tensor
     mask: torch.Tensor
     frame_count: int
+    height: int = 0  # 0: the padded size, 8 h
+    width: int = 0
 
     @property
     def device(self) -> torch.device:
@@ -58,3 +62,27 @@ class HarmoVidCondition:
             background_latent=self.background_latent[window.index],
             mask=mask,
         )
+
+
+def encode_condition(
+    vae, composite: torch.Tensor, background: torch.Tensor, alpha: torch.Tensor, *, progress: ProgressCallback = None
+) -> HarmoVidCondition:
+    """Encode composite and background ``[T, H, W, 3]`` with ``vae`` (a ``HarmoVidVAE``) and pad ``alpha``
+    ``[T, H, W]`` exactly as the VAE pads the frames (last frame, row and column repeated).
+
+    The result lives on the VAE's device; move it with ``.to(device)`` (no copy when already there).
+    """
+    frame_count, height, width = composite.shape[:3]
+    latents = []
+    for stage, frames in enumerate((composite, background)):
+
+        def stage_progress(done, total, stage=stage):
+            if progress is not None:
+                progress(stage * total + done, 2 * total)
+
+        latents.append(vae.encode(frames, progress=stage_progress))
+    padded_frames, padded_height, padded_width = vae.padded_shape(frame_count, height, width)
+    mask = alpha.to(latents[0].device, torch.float32)[None, None]  # [1, 1, T, H, W]
+    mask = pad_by_repeating(pad_by_repeating(mask, 2, padded_frames), 3, padded_height)
+    mask = pad_by_repeating(mask, 4, padded_width)
+    return HarmoVidCondition(latents[0], latents[1], mask, frame_count, height, width)

@@ -146,14 +146,15 @@ class MultiDiffusion:
     def layout(self, latent_shape: Sequence[int], frame_multiple: int = 1, tile_multiple: int = 1) -> List[Window]:
         """The windows covering a latent of ``latent_shape`` ``[B, C, T', h, w]``.
 
-        ``frame_multiple``/``tile_multiple``: the model's patch sizes over frames and pixels; window and
-        tile sizes are rounded down to them (the CogVideoX 1.5 layout needs even windows).
+        ``frame_multiple``/``tile_multiple``: the model's patch sizes over frames and pixels; windows and
+        tiles shorter than the latent are rounded down to them (the CogVideoX 1.5 layout needs even
+        windows). A window or tile at least as long as the latent becomes one span over all of it.
         """
         frames, height, width = latent_shape[-3:]
-        window = _round_down(self.window, frame_multiple)
+        window = self.window if self.window >= frames else _round_down(self.window, frame_multiple)
         frame_spans = split_axis(frames, window, min(self.overlap, window - 1))
         if self.tile > 0:
-            tile = _round_down(self.tile, tile_multiple)
+            tile = self.tile if self.tile >= max(height, width) else _round_down(self.tile, tile_multiple)
             overlap = min(self.tile_overlap, tile - 1)
             row_spans, col_spans = split_axis(height, tile, overlap), split_axis(width, tile, overlap)
         else:

@@ -52,6 +52,7 @@ def guided_velocity(
     return velocity_uncond + guidance * (velocity - velocity_uncond)
 
 
+@torch.no_grad()
 def sample(
     transformer: nn.Module,
     condition: HarmoVidCondition,
