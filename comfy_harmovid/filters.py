@@ -1,0 +1,160 @@
+"""Shared image filters on torch tensors: box sums and means, resizing, and the guided filter.
+
+All filters work on the last two dimensions (height, width) of a tensor shaped ``[..., H, W]``, so
+they take masks ``[T, H, W]`` and channels-first images ``[T, C, H, W]`` alike.
+Box filters use running sums (cost independent of the radius) and windows clipped at the image
+border, so a mean near the border is the mean of the pixels that exist.
+"""
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+
+def _box_sum_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """Sum over a window of ``2 * radius + 1`` samples along ``dim``, clipped at both ends."""
+    n = x.shape[dim]
+    radius = min(radius, n - 1)  # a wider window covers the same samples
+    pad = [0, 0] * (-dim - 1) + [radius + 1, radius]
+    # With r + 1 zeros in front, window i is padded[i + 1 : i + 2r + 2] = running[i + 2r + 1] - running[i].
+    running = torch.cumsum(F.pad(x, pad), dim)
+    return running.narrow(dim, 2 * radius + 1, n) - running.narrow(dim, 0, n)
+
+
+def box_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Sum of each ``(2r+1) x (2r+1)`` window over the last two dimensions (window clipped at the border)."""
+    if radius <= 0:
+        return x.clone()
+    return _box_sum_1d(_box_sum_1d(x, radius, -1), radius, -2)
+
+
+def window_count(height: int, width: int, radius: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """How many pixels each clipped window covers: ``[H, W]`` (cached per size)."""
+    return _window_count_cached(int(height), int(width), int(radius), torch.device(device or "cpu"), dtype)
+
+
+def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean of each ``(2r+1) x (2r+1)`` window, over the pixels inside the image."""
+    if radius <= 0:
+        return x.clone()
+    return box_sum(x, radius) / window_count(x.shape[-2], x.shape[-1], radius, x.device, x.dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _window_count_cached(height, width, radius, device, dtype):
+    return box_sum(torch.ones(height, width, device=device, dtype=dtype), radius)
+
+
+def tent_sum(x: torch.Tensor, inner: int, outer: int) -> torch.Tensor:
+    """Box sum of radius ``inner`` followed by one of radius ``outer``: a tent-shaped weighted sum.
+
+    On integer tensors the result is exact (computed in int64), which lets callers test for exactly 0
+    or exactly "all ones" without rounding error.
+    """
+    if not x.is_floating_point():
+        x = x.to(torch.int64)
+    return box_sum(box_sum(x, inner), outer)
+
+
+@functools.lru_cache(maxsize=16)
+def tent_count(height: int, width: int, inner: int, outer: int, device) -> torch.Tensor:
+    """:func:`tent_sum` of an all-ones ``[H, W]`` image (int64): the divisor that makes it a mean."""
+    return tent_sum(torch.ones(height, width, dtype=torch.int64, device=device), inner, outer)
+
+
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary dilation of a 0/1 mask with a square of side ``2r+1`` (1 where any pixel in the window is 1)."""
+    return (box_sum((mask > 0.5).to(torch.float32), radius) > 0.5).to(mask.dtype)
+
+
+def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary erosion of a 0/1 mask with a square of side ``2r+1`` (1 where the whole window is 1)."""
+    return 1 - dilate(1 - (mask > 0.5).to(mask.dtype), radius)
+
+
+def resize(x: torch.Tensor, size, *, mode: str = "bilinear") -> torch.Tensor:
+    """Resize ``[..., H, W]`` to ``size = (h, w)``; area-averaging when shrinking, bilinear otherwise."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    lead = x.shape[:-2]
+    flat = x.reshape(-1, 1, *x.shape[-2:])
+    if mode == "bilinear":
+        shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+        out = F.interpolate(flat, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+    else:
+        out = F.interpolate(flat, size=size, mode=mode)
+    return out.reshape(*lead, *size)
+
+
+def _solve_3x3(sigma, rhs):
+    """Solve ``sigma @ a = rhs`` per pixel; ``sigma`` is given as its six distinct entries (symmetric)."""
+    s00, s01, s02, s11, s12, s22 = sigma
+    c00 = s11 * s22 - s12 * s12
+    c01 = s02 * s12 - s01 * s22
+    c02 = s01 * s12 - s02 * s11
+    c11 = s00 * s22 - s02 * s02
+    c12 = s01 * s02 - s00 * s12
+    c22 = s00 * s11 - s01 * s01
+    det = s00 * c00 + s01 * c01 + s02 * c02
+    r0, r1, r2 = rhs
+    return (
+        (c00 * r0 + c01 * r1 + c02 * r2) / det,
+        (c01 * r0 + c11 * r1 + c12 * r2) / det,
+        (c02 * r0 + c12 * r1 + c22 * r2) / det,
+    )
+
+
+def guided_filter_coefficients(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float):
+    """Local linear model ``source ~ a . guide + b`` of the colour guided filter (He et al. 2013).
+
+    guide: ``[B, 3, H, W]``, source: ``[B, H, W]``. Returns the window-averaged coefficients
+    ``(a [B, 3, H, W], b [B, H, W])``; the filtered output is ``(a * guide).sum(1) + b``.
+    """
+    mean = lambda x: box_mean(x, radius)  # noqa: E731
+    mean_i = mean(guide)
+    mean_p = mean(source)
+    channels = guide.unbind(1)
+    means = mean_i.unbind(1)
+    cov_ip = [mean(channel * source) - m * mean_p for channel, m in zip(channels, means)]
+    sigma = []
+    for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)):
+        entry = mean(channels[i] * channels[j]) - means[i] * means[j]
+        sigma.append(entry + eps if i == j else entry)
+    a = torch.stack(_solve_3x3(sigma, cov_ip), dim=1)
+    b = mean_p - (a * mean_i).sum(1)
+    return mean(a), mean(b)
+
+
+def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Average ``factor x factor`` blocks of ``[..., H, W]`` (partial blocks at the edges average what they hold)."""
+    if factor <= 1:
+        return x
+    lead = x.shape[:-2]
+    out = F.avg_pool2d(x.reshape(-1, 1, *x.shape[-2:]), factor, ceil_mode=True)
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+def upsample(x: torch.Tensor, factor: int, size) -> torch.Tensor:
+    """Inverse of :func:`downsample`: bilinear back to ``size = (H, W)``, block centres aligned."""
+    if factor <= 1:
+        return x
+    lead = x.shape[:-2]
+    out = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]), scale_factor=factor, mode="bilinear", align_corners=False)
+    out = out[..., : size[0], : size[1]]
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+def fast_guided_filter(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float, subsample: int = 1):
+    """Colour guided filter of ``source [B, H, W]`` steered by ``guide [B, 3, H, W]`` (values 0..1).
+
+    The coefficients are computed at ``1 / subsample`` resolution and applied at full resolution
+    (He & Sun 2015, "Fast Guided Filter"); ``radius`` is in full-resolution pixels.
+    """
+    size = guide.shape[-2:]
+    subsample = max(1, int(subsample))
+    small_radius = max(1, round(radius / subsample))
+    a, b = guided_filter_coefficients(downsample(guide, subsample), downsample(source, subsample), small_radius, eps)
+    a, b = upsample(a, subsample, size), upsample(b, subsample, size)
+    return (a * guide).sum(1) + b

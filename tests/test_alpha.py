@@ -1,0 +1,167 @@
+"""Pseudo-alpha: soft band, exact outside it, follows image edges, no shimmer, streams."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from comfy_harmovid.alpha import PseudoAlpha, pseudo_alpha
+from comfy_harmovid.errors import HarmoVidError
+
+
+def chessboard_distance_to_boundary(mask: torch.Tensor) -> torch.Tensor:
+    """Per pixel, the chessboard distance to the nearest pixel of the other class (for one [H, W] mask)."""
+    binary = mask.numpy() >= 0.5
+    to_background = ndimage.distance_transform_cdt(binary, metric="chessboard")
+    to_foreground = ndimage.distance_transform_cdt(~binary, metric="chessboard")
+    return torch.from_numpy(np.where(binary, to_background, to_foreground)).float()
+
+
+def disc_clip(frames=6, size=64, radius=18.0, jitter=0.0, seed=0):
+    """A static textured disc on a flat background, and its mask with the radius jittering per frame."""
+    generator = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    distance = ((ys - size / 2) ** 2 + (xs - size / 2) ** 2).sqrt()
+    inside = (distance <= radius).float()
+    image = torch.stack([0.2 + 0.6 * inside, 0.3 + 0.2 * inside, 0.7 - 0.4 * inside], dim=-1)
+    frames_out = image.expand(frames, size, size, 3).clone()
+    radii = radius + jitter * (torch.rand(frames, generator=generator) * 2 - 1)
+    masks = torch.stack([(distance <= r).float() for r in radii])
+    return frames_out, masks
+
+
+def test_alpha_is_exactly_binary_outside_the_band_and_soft_at_the_boundary(portrait_clip):
+    frames, mask, _ = portrait_clip
+    band = 6
+    alpha = pseudo_alpha(frames, mask, band_width=band)
+    for t in range(frames.shape[0]):
+        distance = chessboard_distance_to_boundary(mask[t])
+        outside = distance > band
+        assert torch.equal(alpha[t][outside], mask[t][outside]), f"frame {t}: alpha is not exactly the mask outside the band"
+        near = distance <= 1
+        soft = ((alpha[t][near] > 0) & (alpha[t][near] < 1)).float().mean()
+        assert soft > 0.95, f"frame {t}: only {soft:.0%} of pixels next to the boundary are soft"
+
+
+def test_alpha_falls_monotonically_across_a_straight_edge():
+    frames = torch.full((1, 32, 64, 3), 0.5)
+    mask = torch.zeros(1, 32, 64)
+    mask[:, :, :32] = 1
+    frames[:, :, :32] = 0.8  # the image edge agrees with the mask
+    # The plain ramp is strictly monotone; the guided filter's local fit may wobble by a hair.
+    for edge_awareness, tolerance in ((0.0, 1e-6), (0.5, 0.02), (1.0, 0.02)):
+        row = pseudo_alpha(frames, mask, band_width=10, edge_awareness=edge_awareness)[0, 16]
+        steps = row[1:] - row[:-1]
+        assert (steps <= tolerance).all(), f"edge_awareness={edge_awareness}: alpha rises along a row: {row.tolist()}"
+        assert row[21] == 1 and row[42] == 0, "alpha should reach exactly 1 and 0 at the band's edges"
+    ramp = pseudo_alpha(frames, mask, band_width=10, edge_awareness=0.0)[0, 16]
+    assert 0.5 < ramp[31] < 0.8 and 0.2 < ramp[32] < 0.5, f"the boundary pixels are not soft: {ramp[28:36].tolist()}"
+    assert (ramp[1:] - ramp[:-1]).abs().max() < 0.15, "without edge awareness the ramp jumps instead of decaying"
+
+
+def test_edge_awareness_pulls_the_alpha_onto_the_image_edge():
+    # The true edge is at column 40, the mask (e.g. from a coarse segmenter) ends at column 44.
+    generator = torch.Generator().manual_seed(1)
+    frames = torch.empty(1, 48, 96, 3)
+    frames[..., :40, :] = torch.tensor([0.85, 0.6, 0.5])
+    frames[..., 40:, :] = torch.tensor([0.15, 0.5, 0.25])
+    frames += torch.rand(frames.shape, generator=generator) * 0.04
+    mask = torch.zeros(1, 48, 96)
+    mask[..., :44] = 1
+    truth = torch.zeros(1, 48, 96)
+    truth[..., :40] = 1
+    band = slice(30, 58)
+    plain = pseudo_alpha(frames, mask, band_width=12, edge_awareness=0.0)
+    guided = pseudo_alpha(frames, mask, band_width=12, edge_awareness=1.0)
+    plain_error = (plain - truth)[..., band].abs().mean()
+    guided_error = (guided - truth)[..., band].abs().mean()
+    assert guided_error < 0.65 * plain_error, (
+        f"edge-aware alpha error {guided_error:.3f} is not well below the plain ramp's {plain_error:.3f}"
+    )
+
+
+def shimmer(alpha: torch.Tensor, band: torch.Tensor) -> float:
+    """Mean absolute frame-to-frame alpha change inside the band."""
+    return float(((alpha[1:] - alpha[:-1]).abs() * band).sum() / band.sum() / (alpha.shape[0] - 1))
+
+
+def test_temporal_smoothing_reduces_shimmer_of_a_jittering_mask():
+    frames, masks = disc_clip(frames=12, jitter=2.0)
+    band = ((masks.mean(0) > 0) & (masks.mean(0) < 1)).float() + 0  # where the jittering edge goes
+    band = torch.nn.functional.max_pool2d(band[None, None], 7, 1, 3)[0, 0]
+    per_frame = pseudo_alpha(frames, masks, temporal_smoothing=0.0)
+    smoothed = pseudo_alpha(frames, masks, temporal_smoothing=0.5)
+    assert shimmer(smoothed, band) < 0.6 * shimmer(per_frame, band), (
+        f"shimmer {shimmer(smoothed, band):.4f} with smoothing vs {shimmer(per_frame, band):.4f} without"
+    )
+
+
+def test_temporal_smoothing_does_not_drag_behind_a_moving_edge(portrait_clip):
+    frames, mask, _ = portrait_clip  # the person moves sideways and the frames show it
+    per_frame = pseudo_alpha(frames, mask, temporal_smoothing=0.0)
+    smoothed = pseudo_alpha(frames, mask, temporal_smoothing=0.9)
+    lag = (smoothed - per_frame).abs().max()
+    assert lag < 0.2, f"temporal smoothing shifted a moving edge's alpha by up to {lag:.2f}"
+
+
+def test_streaming_in_chunks_matches_the_whole_clip(portrait_clip):
+    frames, mask, _ = portrait_clip
+    whole = pseudo_alpha(frames, mask, band_width=8)
+    maker = PseudoAlpha(band_width=8)
+    streamed = torch.cat([maker.process(frames[i : i + 3], mask[i : i + 3]) for i in range(0, frames.shape[0], 3)])
+    assert torch.equal(whole, streamed), f"streamed alpha differs by up to {(whole - streamed).abs().max():.2e}"
+
+
+def test_a_rough_soft_mask_is_accepted_and_gives_alpha_in_range(portrait_clip):
+    frames, mask, _ = portrait_clip
+    rough = (mask * 0.9 + 0.05).clamp(0, 1)
+    alpha = pseudo_alpha(frames, rough)
+    assert alpha.shape == mask.shape and alpha.dtype == torch.float32
+    assert alpha.min() >= 0 and alpha.max() <= 1
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda f, m: (f[:, :, :-2], m), "frames is"),
+        (lambda f, m: (f, m[:-1]), "frames has"),
+        (lambda f, m: (f, torch.zeros_like(m)), "empty"),
+        (lambda f, m: (f.clone().index_fill_(0, torch.tensor([1]), float("nan")), m), "NaN"),
+        (lambda f, m: (f.permute(0, 3, 1, 2), m), "channels-first"),
+        (lambda f, m: (f, m[..., None].expand(*m.shape, 3)), "MASK"),
+    ],
+    ids=["size", "length", "empty", "nan", "layout", "mask-as-image"],
+)
+def test_bad_input_gives_one_clear_error(portrait_clip, change, message):
+    frames, mask, _ = portrait_clip
+    frames, mask = change(frames, mask)
+    with pytest.raises(HarmoVidError, match=message):
+        pseudo_alpha(frames, mask)
+
+
+@pytest.mark.parametrize("settings", [{"band_width": 0}, {"edge_awareness": 1.5}, {"temporal_smoothing": 1.0}])
+def test_bad_settings_are_rejected(settings):
+    with pytest.raises(HarmoVidError):
+        PseudoAlpha(**settings)
+
+
+def test_streaming_rejects_a_chunk_of_another_size(portrait_clip):
+    frames, mask, _ = portrait_clip
+    maker = PseudoAlpha()
+    maker.process(frames[:2], mask[:2])
+    with pytest.raises(HarmoVidError, match="reset"):
+        maker.process(frames[2:4, :32], mask[2:4, :32])
+
+
+def test_pseudo_alpha_node_returns_a_soft_mask(portrait_clip):
+    from nodes.compositing import HarmoVidPseudoAlpha
+
+    frames, mask, _ = portrait_clip
+    node = HarmoVidPseudoAlpha()
+    inputs = HarmoVidPseudoAlpha.INPUT_TYPES()["required"]
+    assert all("tooltip" in options for _, options in inputs.values()), "every input needs a tooltip"
+    defaults = {name: options["default"] for name, (_, options) in inputs.items() if "default" in options}
+    (alpha,) = getattr(node, node.FUNCTION)(frames, mask, **defaults)
+    assert alpha.shape == mask.shape
+    assert ((alpha > 0) & (alpha < 1)).any(), "the node's alpha has no soft edge"
+    assert torch.equal(alpha[:, 0, 0], mask[:, 0, 0]), "a far background corner should stay exactly 0"
