@@ -77,6 +77,7 @@ class VideoInfo:
     frame_count: int
     fps: float
     has_audio: bool
+    start_time: float = 0.0  # source time (s) of the first frame; see VideoWriter's audio_start
 
     @property
     def duration(self) -> float:
@@ -319,9 +320,14 @@ def _read(path, mask: bool, start: int, max_frames, fps) -> tuple[torch.Tensor, 
 
 
 def _iter_chunks(path, mask: bool, chunk_frames: int, start: int, max_frames, fps) -> Iterator[torch.Tensor]:
-    if not isinstance(chunk_frames, int) or chunk_frames < 1:
+    """Check the arguments and open the source now, so bad input fails at the call, not mid-stream."""
+    if not isinstance(chunk_frames, int) or isinstance(chunk_frames, bool) or chunk_frames < 1:
         raise HarmoVidError(f"chunk_frames must be a frame count >= 1, got {chunk_frames!r}.")
-    source = _open_source(path, fps)
+    _check_range(start, max_frames)
+    return _chunks(_open_source(path, fps), mask, chunk_frames, start, max_frames, fps)
+
+
+def _chunks(source: _Source, mask: bool, chunk_frames: int, start: int, max_frames, fps) -> Iterator[torch.Tensor]:
     chunk = []
     for array, _ in _iter_selected(source, mask, start, max_frames, fps):
         chunk.append(_to_float(array))
@@ -344,27 +350,33 @@ def probe_video(path, *, fps=None) -> VideoInfo:
     if source.kind != "video":
         first = _load_image(source.files[0], mask=False)
         return VideoInfo(source.path, first.shape[1], first.shape[0], len(source.files), source.fps, False)
-    first, _ = next(_iter_selected(source, False, 0, 1, None))
+    first, first_time = next(_iter_selected(source, False, 0, 1, None))
     count = _count_frames(source.path)
     out_fps = source.fps
     if fps is not None and abs(float(fps) - source.fps) > 1e-6:
         count, out_fps = _resampled_count(count, source.fps / float(fps)), float(fps)
-    return VideoInfo(source.path, first.shape[1], first.shape[0], count, out_fps, source.has_audio)
+    return VideoInfo(source.path, first.shape[1], first.shape[0], count, out_fps, source.has_audio, first_time)
+
+
+# Containers that store exactly one video frame per packet (an MP4 sample, a Matroska block).
+_ONE_FRAME_PER_PACKET = ("mov", "mp4", "matroska", "webm")
 
 
 def _count_frames(path: Path) -> int:
-    """Exact decodable frame count. Counting packets needs no decoding; it is trusted when it agrees
-    with the container's own count, or when the codec stores one frame per packet (intra-only).
-    Otherwise (e.g. Matroska with inter-frame codecs, which records no count) the frames are decoded."""
+    """Exact decodable frame count. Counting packets (skipping those an edit list hides) needs no
+    decoding; the count is trusted when it agrees with the header's, or when the container or codec
+    stores one frame per packet (it also handles truncated files, whose header promises more).
+    Otherwise (AVI, MPEG-TS, raw streams ...) the frames are decoded and counted."""
     with _open_container(path) as container:
         stream = _video_stream(container, path)
         declared = stream.frames
-        intra_only = bool(getattr(stream.codec_context.codec, "intra_only", False))
+        one_per_packet = any(name in _ONE_FRAME_PER_PACKET for name in container.format.name.split(","))
+        one_per_packet |= bool(getattr(stream.codec_context.codec, "intra_only", False))
         try:
             packets = sum(1 for p in container.demux(stream) if p.size > 0 and not p.is_discard)
         except av.FFmpegError:
             packets = -1
-    if packets > 0 and (packets == declared or intra_only):
+    if packets > 0 and (packets == declared or one_per_packet):
         return packets
     with _open_container(path) as container:
         stream = _video_stream(container, path)
@@ -576,8 +588,9 @@ class VideoWriter:
 
     ``crf`` (0..51, lower is better, 18 is visually lossless) and ``preset`` apply to H.264.
     ``audio_from``: a media file whose first audio stream is muxed in, starting ``audio_start``
-    seconds into it (use ``Video.start_time`` after reading from a later start frame) and cut at the
-    end of the video. PNG folders cannot hold audio.
+    seconds into it and cut at the end of the video. To keep a clip read from frame ``start`` in
+    sync, pass ``Video.start_time`` (or, when streaming, ``info.start_time + start / info.fps`` with
+    ``info = probe_video(path)``). PNG folders cannot hold audio.
     The output appears only when the writer closes without error (see the module notes).
     """
 
@@ -643,7 +656,13 @@ class VideoWriter:
         size = tuple(frames.shape[1:3])
         if self.size is None:
             self.size = size
-            self._open()
+            try:
+                self._open()
+            except (OSError, av.FFmpegError) as error:
+                self.abort()
+                raise HarmoVidError(
+                    f"{self.path}: cannot write there ({error}). Choose a folder you can write to."
+                ) from None
         elif size != self.size:
             raise HarmoVidError(
                 f"{self.path}: this chunk is {size[1]}x{size[0]} but the video is {self.size[1]}x{self.size[0]}. "

@@ -182,6 +182,33 @@ def test_mask_from_images_uses_alpha_when_present(tmp_path):
     assert torch.allclose(io.read_mask(tmp_path / "grey.png"), torch.full((1, 20, 30), 128 / 255))
 
 
+def test_mask_from_a_video_with_alpha_uses_the_alpha(tmp_path):
+    alpha = np.zeros((3, 16, 24), np.uint8)
+    alpha[:, 4:12, 6:18] = 255
+    with av.open(str(tmp_path / "alpha.mkv"), "w") as container:
+        stream = container.add_stream("ffv1", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 24, 16, "bgra"
+        for index, a in enumerate(alpha):
+            rgba = np.dstack([np.full((16, 24, 3), 30, np.uint8), a])
+            frame = av.VideoFrame.from_ndarray(rgba, format="rgba")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    mask = io.read_mask(tmp_path / "alpha.mkv")
+    assert torch.equal(mask, torch.from_numpy(alpha).float() / 255), "a video with alpha: the mask is its alpha"
+
+
+def test_16_bit_images_keep_their_precision(tmp_path):
+    values = np.array([[0, 1000, 40000, 65535]], np.uint16).repeat(4, axis=0)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    mask = io.read_mask(tmp_path / "deep.png")
+    assert torch.allclose(mask[0], torch.from_numpy(values.astype(np.float32) / 65535)), mask[0, 0]
+    frames = io.read_video(tmp_path / "deep.png").frames
+    assert frames.shape == (1, 4, 4, 3) and float(frames[0, 0, 1, 0]) == pytest.approx(1000 / 65535)
+
+
 # ---------------------------------------------------------------------------------------------
 # Selecting and streaming frames
 
@@ -209,6 +236,15 @@ def test_reading_at_another_fps_resamples_in_time(tmp_path, clip):
     for fps, count in ((15, 5), (60, 20), (24, 8)):
         info = io.probe_video(path, fps=fps)
         assert info.frame_count == count == io.read_video(path, fps=fps).frames.shape[0], (fps, info)
+
+
+def test_frame_count_is_exact_for_h264_in_matroska(tmp_path):
+    # Matroska records no frame count, and H.264 with B-frames reorders its packets.
+    frames, _, _ = make_portrait_clip(frames=23, height=32, width=48)
+    path = make_clip_with_audio(tmp_path / "clip.mkv", frames, fps=25, audio_seconds=0.5)
+    info = io.probe_video(path)
+    assert info.frame_count == 23 == io.read_video(path).frames.shape[0], info
+    assert info.fps == 25 and info.has_audio and info.start_time == 0.0
 
 
 def test_image_folder_is_sorted_naturally_and_ignores_other_files(tmp_path):
@@ -384,11 +420,14 @@ def test_writer_refuses_bad_settings(tmp_path, clip):
     with pytest.raises(HarmoVidError, match="no frames were written"):
         with io.VideoWriter(tmp_path / "out.mp4", 24):
             pass
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(HarmoVidError, match="cannot write there"):
+        io.write_video(tmp_path / "a_file" / "out.mp4", frames, 24)
     with pytest.raises(HarmoVidError, match="this chunk is 10x10 but the video is 48x36"):
         with io.VideoWriter(tmp_path / "out.mp4", 24) as writer:
             writer.write(frames[:2])
             writer.write(torch.rand(2, 10, 10, 3))
-    assert leftovers(tmp_path, {"a.mkv"}) == []
+    assert leftovers(tmp_path, {"a.mkv", "a_file"}) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,6 +444,7 @@ def test_reads_real_dev_clips_with_the_documented_count_and_fps(dev_data):
     head = io.read_video(dev_data / "people/lp_d18.mp4", start=100, max_frames=6)
     assert head.frames.shape == (6, 480, 480, 3) and head.fps == 30.0
     assert head.start_time == pytest.approx(100 / 30, abs=1e-6)
+    assert talking.start_time == 0.0
     assert 0.05 < float(head.frames.mean()) < 0.95, "decoded frames look blank"
     streamed = torch.cat(list(io.iter_video_chunks(dev_data / "people/lp_d18.mp4", 4, start=100, max_frames=6)))
     assert torch.equal(streamed, head.frames)
