@@ -1,8 +1,8 @@
 """Quality metrics for harmonized and deflickered clips.
 
-Frame metrics compare an output clip with a reference clip (IMAGE ``[T, H, W, 3]``, 0..1) and return
-the mean over frames: PSNR, SSIM, RMSE, and the harmonization literature's foreground-only fMSE and
-fPSNR. Temporal metrics follow Lai et al. 2018 (warping error) and the paper's Table 1 (motion
+Frame metrics compare an output clip with a reference clip (IMAGE ``[T, H, W, 3]``, 0..1): PSNR,
+SSIM, RMSE, and the harmonization literature's foreground-only fMSE and fPSNR, each averaged over
+frames (PSNR and fPSNR from the frames' mean MSE). Temporal metrics follow Lai et al. 2018 (warping error) and the paper's Table 1 (motion
 preservation); both take their flow and occlusion from the clean/reference clip. Boundary sharpness is
 the paper's Table 4: Laplacian variance and Tenengrad in a thin band around the alpha boundary.
 """
@@ -14,7 +14,6 @@ from typing import Optional
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .errors import HarmoVidError
 from .flow import dis_flow, occlusion_mask, warp
@@ -36,10 +35,14 @@ def _frame_mask(mask: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
     return mask.float().clamp(0.0, 1.0)
 
 
-def _to_psnr(mse: torch.Tensor, max_value: float) -> float:
-    """Mean over frames of 10 log10(max^2 / mse); a frame with zero error counts as +inf."""
-    values = [math.inf if m <= 0 else 10.0 * math.log10(max_value**2 / m) for m in mse.tolist()]
-    return float(sum(values) / len(values))
+def mse_to_psnr(mse: torch.Tensor, max_value: float = 1.0) -> float:
+    """PSNR of a clip from its per-frame MSEs: 10 log10(max^2 / mean MSE); inf only if every frame is exact.
+
+    Pooling the MSE (rather than averaging per-frame PSNRs) keeps one untouched frame, whose PSNR is
+    infinite, from making the whole clip's score infinite.
+    """
+    mean = float(mse.double().mean())
+    return math.inf if mean <= 0 else 10.0 * math.log10(max_value**2 / mean)
 
 
 def mse_per_frame(output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -49,8 +52,8 @@ def mse_per_frame(output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor
 
 
 def psnr(output: torch.Tensor, reference: torch.Tensor, max_value: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB, averaged over frames (inf for identical clips)."""
-    return _to_psnr(mse_per_frame(output, reference), max_value)
+    """Peak signal-to-noise ratio in dB of the clip (MSE pooled over frames; inf for identical clips)."""
+    return mse_to_psnr(mse_per_frame(output, reference), max_value)
 
 
 def rmse(output: torch.Tensor, reference: torch.Tensor) -> float:
@@ -58,7 +61,7 @@ def rmse(output: torch.Tensor, reference: torch.Tensor) -> float:
     return float(mse_per_frame(output, reference).sqrt().mean())
 
 
-def _foreground_mse(output, reference, mask) -> torch.Tensor:
+def foreground_mse(output: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-frame MSE over foreground pixels (mask-weighted), for frames whose mask is not empty."""
     output, reference = _pair(output, reference)
     weights = _frame_mask(mask, output)
@@ -76,18 +79,12 @@ def fmse(output: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor, scal
     Reported on the 0..``scale`` range; the default 255 matches the image harmonization literature
     (iHarmony4 / DoveNet report fMSE on 8-bit values). Soft masks weight pixels by their alpha.
     """
-    return float(_foreground_mse(output, reference, mask).mean()) * scale**2
+    return float(foreground_mse(output, reference, mask).mean()) * scale**2
 
 
 def fpsnr(output: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> float:
-    """Foreground PSNR in dB: PSNR of the foreground MSE, averaged over frames."""
-    return _to_psnr(_foreground_mse(output, reference, mask), 1.0)
-
-
-def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
-    coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-    window = torch.exp(-(coords**2) / (2 * sigma**2))
-    return window / window.sum()
+    """Foreground PSNR in dB: PSNR of the foreground MSE, pooled over frames."""
+    return mse_to_psnr(foreground_mse(output, reference, mask), 1.0)
 
 
 def ssim(
@@ -99,16 +96,14 @@ def ssim(
     if min(output.shape[1:3]) < window:
         raise HarmoVidError(f"ssim: frames of {tuple(output.shape[1:3])} are smaller than the {window}px window.")
     c1, c2 = (0.01 * max_value) ** 2, (0.03 * max_value) ** 2
-    kernel = _gaussian_window(window, sigma)
-    kernel_x, kernel_y = kernel.view(1, 1, 1, -1), kernel.view(1, 1, -1, 1)
+    crop = window // 2  # keep only windows that lie fully inside the frame ("valid"), as Wang et al.
+
+    def blur(image):
+        return cv2.GaussianBlur(image, (window, window), sigma)[crop:-crop, crop:-crop]
+
     scores = []
-    for out_frame, ref_frame in zip(output, reference):
-        x = out_frame.permute(2, 0, 1).unsqueeze(1).double()  # [3, 1, H, W]: channels as a batch
-        y = ref_frame.permute(2, 0, 1).unsqueeze(1).double()
-
-        def blur(image):
-            return F.conv2d(F.conv2d(image, kernel_x.double()), kernel_y.double())
-
+    for out_frame, ref_frame in zip(output.numpy(), reference.numpy()):
+        x, y = out_frame.astype(np.float64), ref_frame.astype(np.float64)
         mu_x, mu_y = blur(x), blur(y)
         var_x = blur(x * x) - mu_x**2
         var_y = blur(y * y) - mu_y**2
@@ -166,6 +161,27 @@ def _reference_flow(frames, reference, flows) -> ClipFlow:
     return clip_flow(frames if reference is None else reference)
 
 
+def warp_residual(frames: torch.Tensor, flows: ClipFlow) -> torch.Tensor:
+    """``[T-1, H, W]``: squared colour difference (summed over RGB) between frame t and frame t+1
+    warped onto it with ``flows`` (of the clean clip). The per-pixel term of the warping error."""
+    frames = check_frames(frames, "frames").float()
+    _reference_flow(frames, None, flows)  # checks that the flows fit the clip
+    return torch.stack(
+        [((warp(frames[t + 1], flows.forward[t]) - frames[t]) ** 2).sum(dim=-1) for t in range(frames.shape[0] - 1)]
+    )
+
+
+def masked_pair_mean(residual: torch.Tensor, flows: ClipFlow, mask: Optional[torch.Tensor] = None) -> float:
+    """Mean over pairs of ``residual`` averaged over visible pixels (inside ``mask`` of frame t if given);
+    pairs with no such pixel are skipped."""
+    weights = flows.visible if mask is None else flows.visible * mask[:-1].float()
+    area = weights.sum(dim=(1, 2))
+    keep = area > 0
+    if not bool(keep.any()):
+        raise HarmoVidError("warping_error: no pixel is visible (and inside the mask) in any pair of frames.")
+    return float(((residual * weights).sum(dim=(1, 2))[keep] / area[keep]).mean())
+
+
 def warping_error(
     frames: torch.Tensor,
     reference: Optional[torch.Tensor] = None,
@@ -183,20 +199,9 @@ def warping_error(
     """
     frames = check_frames(frames, "frames").float()
     flows = _reference_flow(frames, reference, flows)
-    weights = flows.visible
     if mask is not None:
-        weights = weights * _frame_mask(mask, frames)[:-1]
-    errors = []
-    for t in range(frames.shape[0] - 1):
-        area = float(weights[t].sum())
-        if area <= 0:
-            continue
-        warped = warp(frames[t + 1], flows.forward[t])
-        squared = ((warped - frames[t]) ** 2).sum(dim=-1)
-        errors.append(float((squared * weights[t]).sum()) / area)
-    if not errors:
-        raise HarmoVidError("warping_error: no pixel is visible (and inside the mask) in any pair of frames.")
-    return float(np.mean(errors))
+        mask = _frame_mask(mask, frames)
+    return masked_pair_mean(warp_residual(frames, flows), flows, mask)
 
 
 def motion_preservation(

@@ -125,3 +125,10 @@ def test_boundary_sharpness_higher_for_hard_edge_than_blurred():
         assert sharp_scores[key] > 2 * soft_scores[key] > 0, f"{key}: hard {sharp_scores[key]} vs blurred {soft_scores[key]}"
     with pytest.raises(HarmoVidError, match="no boundary"):
         boundary_sharpness(hard, torch.zeros(1, height, width))
+
+
+def test_one_exact_frame_does_not_make_psnr_infinite():
+    clip = torch.full((2, 8, 8, 3), 0.5)
+    out = clip.clone()
+    out[1] += 0.1  # frame 0 exact, frame 1 off by 0.1: pooled MSE 0.005
+    assert psnr(out, clip) == pytest.approx(10 * math.log10(1 / 0.005), abs=1e-4)

@@ -1,0 +1,91 @@
+"""Test material for the benchmark protocols: where the dev data is, clips and LUTs by path or
+glob, loading a clip at benchmark size, and portrait masks for it."""
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import torch
+
+from ..errors import HarmoVidError
+from ..filters import resize
+from ..io import read_video
+from ..progress import ProgressCallback, report
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def dev_data_dir() -> Path:
+    """The dev data folder: ``$HARMOVID_DEV_DATA``, else ``../shared/data/dev`` next to the repository."""
+    return Path(os.environ.get("HARMOVID_DEV_DATA", REPO_ROOT.parent / "shared" / "data" / "dev"))
+
+
+def resolve_paths(patterns: Optional[Sequence[str]], default: str, what: str) -> List[Path]:
+    """Expand paths and globs (``patterns``), or the dev data's ``default`` glob when none are given."""
+    if not patterns:
+        root = dev_data_dir()
+        if not root.is_dir():
+            raise HarmoVidError(
+                f"no {what} given and the dev data folder {root} does not exist. Pass them by path "
+                f"(e.g. --{what} 'my/folder/*'), or set HARMOVID_DEV_DATA to the dev data folder."
+            )
+        patterns = [str(root / default)]
+    paths = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not matches:
+            raise HarmoVidError(f"no {what} found at {pattern!r}. Check the path or glob pattern.")
+        paths += [Path(match) for match in matches if Path(match).is_file()]
+    if not paths:
+        raise HarmoVidError(f"the {what} patterns {list(patterns)} match folders only, not files.")
+    return paths
+
+
+def benchmark_size(height: int, width: int, short_side: int) -> tuple:
+    """(h, w) with the short side ``short_side`` (never upscaled), both even, aspect kept."""
+    scale = min(1.0, short_side / min(height, width))
+    return max(2, round(height * scale / 2) * 2), max(2, round(width * scale / 2) * 2)
+
+
+def load_clip(path: Path, frames: int, short_side: int) -> torch.Tensor:
+    """The first ``frames`` frames of ``path``, resized to the benchmark size, ``[T, H, W, 3]``."""
+    clip = read_video(path, start=0, max_frames=frames).frames
+    if clip.shape[0] < 2:
+        raise HarmoVidError(f"{path} has {clip.shape[0]} frame(s); the temporal metrics need at least two.")
+    size = benchmark_size(clip.shape[1], clip.shape[2], short_side)
+    return resize(clip.permute(0, 3, 1, 2).float(), size).permute(0, 2, 3, 1).clamp(0, 1).contiguous()
+
+
+@dataclass
+class Portrait:
+    """One benchmark clip: the frames, the binary person mask (scoring) and soft alpha (compositing)."""
+
+    name: str
+    frames: torch.Tensor
+    mask: torch.Tensor
+    alpha: torch.Tensor
+
+
+def portrait_from_frames(name: str, frames: torch.Tensor) -> Portrait:
+    """Mask a clip with the built-in segmenter and soften its edges with the pseudo-alpha."""
+    from ..alpha import pseudo_alpha
+    from ..segment import segment_portrait
+
+    mask = segment_portrait(frames)
+    if float(mask.sum(dim=(1, 2)).min()) <= 0:
+        raise HarmoVidError(
+            f"{name}: the portrait segmenter found no person in some frames. Use clips with a person "
+            "visible in every frame (--clips)."
+        )
+    return Portrait(name, frames, mask, pseudo_alpha(frames, mask))
+
+
+def load_portraits(paths: Sequence[Path], frames: int, short_side: int, progress: ProgressCallback = None):
+    """Load and mask every clip in ``paths``."""
+    portraits = []
+    for index, path in enumerate(paths):
+        portraits.append(portrait_from_frames(path.stem, load_clip(path, frames, short_side)))
+        report(progress, index + 1, len(paths))
+    return portraits

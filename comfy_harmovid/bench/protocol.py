@@ -1,0 +1,164 @@
+"""What the paper's two protocols share: score every method on every test case, and the command-line
+plumbing (options, loading, table, JSON, contact sheet)."""
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+
+from .. import metrics
+from ..color import read_cube
+from ..errors import HarmoVidError
+from ..progress import ProgressCallback, report
+from . import report as reporting
+from .data import load_portraits, resolve_paths
+
+DEFAULT_FRAMES = 16
+DEFAULT_SIZE = 320
+DEFAULT_SEED = 0
+
+
+@dataclass
+class Case:
+    """One test case: the degraded ``input`` a method gets, the clean ``reference`` it should reach,
+    the person ``mask`` (scoring) and soft ``alpha`` (what the method is given), and ``info`` for the JSON."""
+
+    name: str
+    input: torch.Tensor
+    reference: torch.Tensor
+    mask: torch.Tensor
+    alpha: torch.Tensor
+    info: dict = field(default_factory=dict)
+
+
+def evaluate(
+    cases: Sequence[Case],
+    methods: Dict[str, Callable[[Case], torch.Tensor]],
+    *,
+    motion_in_mask: bool,
+    sheet_frames: Callable[[int], Sequence[int]],
+    progress: ProgressCallback = None,
+) -> Tuple[Dict[str, Dict[str, Dict[str, float]]], List[tuple]]:
+    """Run each method on each case and score it against the case's reference.
+
+    Returns ``({case: {"clean reference": ..., method: scores}}, contact-sheet rows)``. The "clean
+    reference" row is the reference clip's own temporal scores, the floor a method can reach.
+    """
+    per_case, sheet_rows = {}, []
+    total, done = len(cases) * (len(methods) + 1), 0
+    for case in cases:
+        flows = metrics.clip_flow(case.reference)
+        rows = {"clean reference": reporting.temporal_scores(case.reference, case.mask, flows)}
+        done += 1
+        report(progress, done, total)
+        outputs = {}
+        for name, run in methods.items():
+            output = run(case)
+            if output.shape != case.input.shape:
+                raise HarmoVidError(f"method {name} returned {tuple(output.shape)} for {tuple(case.input.shape)}.")
+            rows[name] = reporting.score(output, case.reference, case.mask, flows, motion_in_mask=motion_in_mask)
+            outputs[name] = output
+            done += 1
+            report(progress, done, total)
+        per_case[case.name] = rows
+        for t in sheet_frames(case.input.shape[0]):
+            columns = {"input": case.input[t], "reference": case.reference[t]}
+            columns.update({name: output[t] for name, output in outputs.items()})
+            sheet_rows.append((f"{case.name}\nframe {t}", columns))
+    return per_case, sheet_rows
+
+
+def result_document(protocol: str, description: str, settings: dict, cases: Sequence[Case], per_case: dict) -> dict:
+    """The JSON a protocol writes: settings, per-case details (e.g. the LUTs used), scores, means."""
+    return {
+        "protocol": protocol,
+        "description": description,
+        "settings": settings,
+        "cases": {case.name: case.info for case in cases},
+        "clips": per_case,
+        "mean": reporting.mean_over_clips(per_case),
+    }
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    available_methods: Callable[[], Dict],
+    clips_and_luts: bool = True,
+    frames: int = DEFAULT_FRAMES,
+) -> None:
+    """The options every protocol command shares."""
+    if clips_and_luts:
+        parser.add_argument(
+            "--clips", nargs="+", metavar="PATH",
+            help="portrait clips (paths or globs); default: the dev data's people/*.mp4",
+        )
+        parser.add_argument(
+            "--luts", nargs="+", metavar="PATH",
+            help=".cube LUTs (paths or globs) used to recolour the foreground; default: the dev data's luts/*.cube",
+        )
+        parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default 0)")
+    parser.add_argument("--frames", type=int, default=frames, help=f"frames per clip (default {frames})")
+    parser.add_argument(
+        "--size", type=int, default=DEFAULT_SIZE, help=f"short side in pixels clips are resized to (default {DEFAULT_SIZE})"
+    )
+    parser.add_argument(
+        "--methods", type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        help="comma-separated method names; default: every method available ("
+        + ", ".join(available_methods()) + ")",
+    )
+    parser.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
+    parser.add_argument("--sheet", metavar="OUT.png", help="write a contact sheet (input / reference / outputs)")
+
+
+def check_settings(args) -> None:
+    if args.frames < 2:
+        raise HarmoVidError(f"--frames must be at least 2 (temporal metrics need a pair), got {args.frames}.")
+    if args.size < 32:
+        raise HarmoVidError(f"--size must be at least 32 pixels, got {args.size}.")
+
+
+def load_cases_inputs(args, progress: ProgressCallback = None):
+    """The clips (masked portraits) and named LUTs the options ask for."""
+    clip_paths = resolve_paths(args.clips, "people/*.mp4", "clips")
+    lut_paths = resolve_paths(args.luts, "luts/*.cube", "luts")
+    luts = [(path.stem, read_cube(path)) for path in lut_paths]
+    portraits = load_portraits(clip_paths, args.frames, args.size, progress)
+    settings = {
+        "frames": args.frames,
+        "size": args.size,
+        "seed": args.seed,
+        "clips": [str(path) for path in clip_paths],
+        "luts": [str(path) for path in lut_paths],
+    }
+    return portraits, luts, settings
+
+
+def finish(args, result: dict, sheet_rows) -> None:
+    """Print the tables, write the JSON and the contact sheet the options ask for."""
+    from .sheet import save_contact_sheet
+
+    print(reporting.format_report(result))
+    if args.json:
+        reporting.write_json(args.json, result)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.sheet:
+        save_contact_sheet(args.sheet, sheet_rows)
+        print(f"wrote {args.sheet}", file=sys.stderr)
+
+
+def run_command(args, title: str, run_protocol) -> int:
+    """The body of ``harmovid bench harmonize|deflicker``: load, run ``run_protocol``, report."""
+    from ..cli.common import progress_bar
+
+    check_settings(args)
+    with progress_bar("loading and masking clips", unit="clip") as progress:
+        portraits, luts, settings = load_cases_inputs(args, progress)
+    with progress_bar(title, unit="run") as progress:
+        result, sheet_rows = run_protocol(
+            portraits, luts, seed=args.seed, methods=args.methods, settings=settings, progress=progress
+        )
+    finish(args, result, sheet_rows)
+    return 0

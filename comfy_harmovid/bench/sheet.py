@@ -1,0 +1,51 @@
+"""Contact sheets: a labelled grid of frames (input / reference / each method) so a person can look."""
+
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+LABEL_HEIGHT = 16
+ROW_LABEL_WIDTH = 150
+BACKGROUND = (32, 32, 32)
+TEXT = (235, 235, 235)
+
+
+def _thumbnail(frame: torch.Tensor, height: int) -> Image.Image:
+    image = Image.fromarray((frame.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+    width = max(1, round(image.width * height / image.height))
+    return image.resize((width, height), Image.LANCZOS)
+
+
+def contact_sheet(
+    rows: Sequence[Tuple[str, Dict[str, torch.Tensor]]], thumb_height: int = 128
+) -> Image.Image:
+    """One row per ``(row label, {column label: frame [H, W, 3]})``; columns in first-seen order."""
+    columns: List[str] = []
+    for _, frames in rows:
+        columns += [name for name in frames if name not in columns]
+    thumbs = [{name: _thumbnail(frame, thumb_height) for name, frame in frames.items()} for _, frames in rows]
+    cell_width = max(thumb.width for row in thumbs for thumb in row.values())
+    font = ImageFont.load_default()
+    sheet = Image.new(
+        "RGB",
+        (ROW_LABEL_WIDTH + cell_width * len(columns), LABEL_HEIGHT + (thumb_height + 4) * len(rows)),
+        BACKGROUND,
+    )
+    draw = ImageDraw.Draw(sheet)
+    for c, name in enumerate(columns):
+        draw.text((ROW_LABEL_WIDTH + c * cell_width + 3, 2), name[: cell_width // 6], fill=TEXT, font=font)
+    for r, ((label, _), row_thumbs) in enumerate(zip(rows, thumbs)):
+        top = LABEL_HEIGHT + r * (thumb_height + 4)
+        for line, text in enumerate(label.split("\n")):
+            draw.text((4, top + 4 + 12 * line), text[:24], fill=TEXT, font=font)
+        for c, name in enumerate(columns):
+            if name in row_thumbs:
+                sheet.paste(row_thumbs[name], (ROW_LABEL_WIDTH + c * cell_width, top))
+    return sheet
+
+
+def save_contact_sheet(path, rows, thumb_height: int = 128) -> None:
+    contact_sheet(rows, thumb_height).save(Path(path))

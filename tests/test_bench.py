@@ -1,0 +1,124 @@
+"""The benchmark protocols, run on small synthetic clips through the same code as the commands."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from comfy_harmovid.bench import methods, report
+from comfy_harmovid.bench.data import Portrait, benchmark_size, resolve_paths
+from comfy_harmovid.bench.deflicker import run_deflicker_protocol
+from comfy_harmovid.bench.flicker_pair import run_flicker_pair
+from comfy_harmovid.bench.harmonize import run_harmonize_protocol
+from comfy_harmovid.bench.sheet import contact_sheet
+from comfy_harmovid.cli import main
+from comfy_harmovid.color import Lut, identity_lut
+from comfy_harmovid.errors import HarmoVidError
+
+from conftest import make_portrait_clip
+
+
+def synthetic_portraits(count=2, frames=5):
+    portraits = []
+    for seed in range(count):
+        clip, mask, _ = make_portrait_clip(frames=frames, height=48, width=64, seed=seed)
+        portraits.append(Portrait(f"synthetic{seed}", clip, mask, mask))
+    return portraits
+
+
+def small_luts():
+    warm = identity_lut(9).table * torch.tensor([1.0, 0.8, 0.6])
+    swap = identity_lut(9).table.flip(-1)
+    return [("warm", Lut(warm, torch.zeros(3), torch.ones(3))), ("swap", Lut(swap, torch.zeros(3), torch.ones(3)))]
+
+
+def test_harmonize_protocol_is_deterministic_and_scores_identity_as_the_composite():
+    portraits, luts = synthetic_portraits(), small_luts()
+    chosen = ["identity", "color-matcher-reinhard"]
+    first, sheet_rows = run_harmonize_protocol(portraits, luts, seed=3, methods=chosen)
+    second, _ = run_harmonize_protocol(portraits, luts, seed=3, methods=chosen)
+    assert report.dumps(first) == report.dumps(second), "two runs with the same seed gave different JSON"
+    assert set(first["clips"]) == {"synthetic0", "synthetic1"}
+    assert all(info["lut"] in ("warm", "swap") for info in first["cases"].values()), "LUT assignment not recorded"
+    rows = first["clips"]["synthetic0"]
+    assert list(rows) == ["clean reference", "identity", "color-matcher-reinhard"]
+    assert 5 < rows["identity"]["fpsnr"] < 40 and rows["identity"]["psnr"] > rows["identity"]["fpsnr"], (
+        f"identity should be scored as the recoloured composite, got {rows['identity']}"
+    )
+    assert rows["identity"]["fmse"] > 0 and 0 < rows["identity"]["ssim"] < 1
+    assert len(sheet_rows) == 4 and set(sheet_rows[0][1]) == {"input", "reference", *chosen}
+    json.loads(report.dumps(first))  # valid JSON, infinities included
+
+
+def test_deflicker_protocol_jitters_the_foreground_and_is_deterministic():
+    portraits, luts = synthetic_portraits(frames=6), small_luts()
+    chosen = ["identity", "ffmpeg-deflicker"]
+    first, _ = run_deflicker_protocol(portraits, luts, seed=1, methods=chosen)
+    second, _ = run_deflicker_protocol(portraits, luts, seed=1, methods=chosen)
+    assert report.dumps(first) == report.dumps(second), "two runs with the same seed gave different JSON"
+    third, _ = run_deflicker_protocol(portraits, luts, seed=2, methods=chosen)
+    assert report.dumps(third) != report.dumps(first), "a different seed should draw different jitter"
+    rows = first["clips"]["synthetic0"]
+    assert rows["identity"]["warp_error_fg"] > 5 * rows["clean reference"]["warp_error_fg"], (
+        f"the jittered input is not clearly less stable than the clean clip: {rows}"
+    )
+    assert len(first["cases"]["synthetic0"]["frames"]) == 6, "the per-frame LUT blend is not recorded"
+    assert "motion_preservation_fg" in rows["identity"]
+
+
+def test_flicker_pair_reports_reduction_and_closeness_to_processed():
+    clean, _, _ = make_portrait_clip(frames=6, height=48, width=64)
+    gains = torch.tensor([1.0, 0.85, 1.1, 0.9, 1.05, 0.8]).view(-1, 1, 1, 1)
+    processed = (clean * gains).clamp(0, 1)
+    result, _ = run_flicker_pair(clean, processed, name="toy", methods=["identity", "ffmpeg-deflicker"])
+    rows = result["clips"]["toy"]
+    assert rows["identity"]["warp_error_reduction"] == pytest.approx(0.0)
+    assert rows["identity"]["psnr_vs_processed"] == float("inf")
+    assert rows["ffmpeg-deflicker"]["warp_error"] < rows["identity"]["warp_error"], (
+        "FFmpeg's deflicker should steady a whole-frame brightness flicker"
+    )
+
+
+def test_ffmpeg_deflicker_evens_out_whole_frame_brightness():
+    frames = torch.full((8, 16, 16, 3), 0.5) * torch.tensor([1.0, 1.3] * 4).view(-1, 1, 1, 1)
+    out = methods.ffmpeg_deflicker(frames)
+    assert out.shape == frames.shape
+    assert out.mean(dim=(1, 2, 3)).std() < 0.5 * frames.mean(dim=(1, 2, 3)).std()
+
+
+def test_unknown_method_names_the_available_ones():
+    with pytest.raises(HarmoVidError, match="available here: identity"):
+        run_harmonize_protocol(synthetic_portraits(1), small_luts(), methods=["nope"])
+
+
+def test_contact_sheet_has_a_cell_per_column_and_row():
+    frame = torch.rand(32, 48, 3)
+    sheet = contact_sheet([("a\nframe 0", {"input": frame, "out": frame}), ("b", {"input": frame})], thumb_height=40)
+    assert isinstance(sheet, Image.Image) and sheet.height > 80 and sheet.width >= 2 * 60
+
+
+def test_benchmark_size_keeps_aspect_and_never_upscales():
+    assert benchmark_size(720, 1280, 320) == (320, 568)
+    assert benchmark_size(100, 100, 320) == (100, 100)
+
+
+def test_missing_clips_give_a_clear_error(tmp_path, capsys):
+    with pytest.raises(HarmoVidError, match="no clips found"):
+        resolve_paths([str(tmp_path / "*.mp4")], "people/*.mp4", "clips")
+    code = main(["bench", "harmonize", "--clips", str(tmp_path / "none.mp4")])
+    assert code == 2 and "no clips found" in capsys.readouterr().err
+
+
+def test_harmonize_command_runs_on_a_real_clip(dev_data, tmp_path, capsys):
+    out = tmp_path / "result.json"
+    code = main([
+        "bench", "harmonize", "--clips", str(dev_data / "people/lav_man2.mp4"), "--luts",
+        str(dev_data / "luts/warm_cinema.cube"), "--frames", "3", "--size", "64", "--methods", "identity",
+        "--json", str(out), "--sheet", str(tmp_path / "sheet.png"),
+    ])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["cases"] == {"lav_man2": {"lut": "warm_cinema"}}
+    assert 10 < result["mean"]["identity"]["fpsnr"] < 60
+    assert "identity" in capsys.readouterr().out and (tmp_path / "sheet.png").is_file()
