@@ -1,0 +1,237 @@
+"""The built-in harmonization of a foreground video over a background video, streamed from file to file.
+
+Stages, per chunk of output frames: portrait mask -> pseudo-alpha -> composite (placement,
+decontamination) -> per-frame HarmoIm -> Lighting Deflicker -> encoder. Every temporal stage keeps
+its state between chunks, so the result equals processing the clip whole while memory holds only a
+chunk (plus a small decode cache per input), whatever the clip length.
+"""
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from .alpha import PseudoAlpha
+from .composite import Placement, alpha_over, decontaminate_foreground, frame_schedule
+from .deflicker import Deflicker
+from .errors import HarmoVidError
+from .harmonize import StatisticsHarmonizer
+from .io import VideoWriter, iter_mask_chunks, iter_video_chunks, probe_video
+from .progress import ProgressCallback, report
+from .segment import PortraitSegmenter
+
+AUDIO_SOURCES = ("foreground", "background", "none")
+
+
+@dataclass
+class HarmonizeSettings:
+    """Every knob of the built-in pipeline; the defaults suit a portrait clip."""
+
+    # Portrait mask (built-in segmenter; ignored when a mask file is given).
+    threshold: float = 0.5
+    # Pseudo-alpha.
+    band_width: int = 12
+    edge_awareness: float = 0.5
+    alpha_temporal_smoothing: float = 0.5
+    # Composite.
+    scale: float = 1.0
+    x: float = 0.0
+    y: float = 0.0
+    anchor: str = "bottom-center"
+    length_policy: str = "shortest"
+    decontaminate: bool = True
+    # HarmoIm ("statistics", or "none" to skip) and Lighting Deflicker (strength 0 skips it).
+    harmonize_method: str = "statistics"
+    harmonize_strength: float = 1.0
+    deflicker_strength: float = 1.0
+    chunk_frames: int = 16
+
+
+@dataclass
+class HarmonizeResult:
+    path: Path
+    frames: int
+    fps: float
+    seconds_per_stage: Dict[str, float] = field(default_factory=dict)
+    # Output index -> (naive composite, harmonized frame), for ``sample_frames`` evenly spread frames.
+    kept: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+
+class FrameFetcher:
+    """Frames of a clip by index, decoded in order, keeping the last ``cache_frames`` frames.
+
+    Output frames visit the source mostly in order; loops and ping-pong go back. Going back reopens
+    the clip a block before the wanted frame, so a backward pass is served from the cache block by
+    block instead of decoding from the start for every frame.
+    """
+
+    def __init__(self, path, *, mask: bool = False, cache_frames: int = 32):
+        self.path = path
+        self.mask = mask
+        self.cache_frames = cache_frames
+        self._cache: "OrderedDict[int, torch.Tensor]" = OrderedDict()
+        self._chunks = None
+        self._next = 0  # index of the next frame the open decoder yields
+
+    def _open(self, start: int) -> None:
+        read = iter_mask_chunks if self.mask else iter_video_chunks
+        # Decoded chunks are no larger than the cache, so a wanted frame is never evicted by its own chunk.
+        self._chunks = read(self.path, chunk_frames=min(8, self.cache_frames), start=start)
+        self._next = start
+
+    def _decode_next(self) -> None:
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            raise HarmoVidError(f"{self.path}: ended before frame {self._next}; the file may be truncated.")
+        for frame in chunk:
+            self._cache[self._next] = frame
+            self._next += 1
+        while len(self._cache) > self.cache_frames:
+            self._cache.popitem(last=False)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        if self._chunks is None or index < self._next or index >= self._next + self.cache_frames:
+            # Going back, or far ahead: reopen a little before the frame so a backward pass finds its
+            # next frames already cached.
+            self._open(max(0, index - self.cache_frames // 2 + 1))
+        while index not in self._cache:
+            self._decode_next()
+        return self._cache[index]
+
+
+class _StageClock:
+    """Adds up wall time per stage, for the speed benchmark."""
+
+    def __init__(self):
+        self.seconds: Dict[str, float] = {}
+
+    def run(self, stage: str, function, *args):
+        start = time.perf_counter()
+        result = function(*args)
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+        return result
+
+
+def _check_settings(settings: HarmonizeSettings, audio: str) -> None:
+    if settings.harmonize_method not in ("statistics", "none"):
+        raise HarmoVidError(
+            f"harmonize_method must be 'statistics' or 'none', got {settings.harmonize_method!r}."
+        )
+    if audio not in AUDIO_SOURCES:
+        raise HarmoVidError(f"audio must be one of {', '.join(AUDIO_SOURCES)}, got {audio!r}.")
+    if settings.chunk_frames < 1:
+        raise HarmoVidError(f"chunk_frames must be at least 1, got {settings.chunk_frames}.")
+
+
+def harmonize_video(
+    foreground,
+    background,
+    output,
+    *,
+    mask=None,
+    settings: Optional[HarmonizeSettings] = None,
+    audio: str = "foreground",
+    max_frames: Optional[int] = None,
+    sample_frames: int = 0,
+    crf: int = 18,
+    overwrite: bool = False,
+    progress: ProgressCallback = None,
+) -> HarmonizeResult:
+    """Harmonize the person in ``foreground`` into ``background`` and write ``output``.
+
+    ``mask``: an optional mask video/folder for the foreground (1 = person); without it the built-in
+    segmenter makes one. ``audio`` picks which input's sound is kept. ``max_frames`` stops early.
+    The output appears only when the whole clip was written.
+    """
+    settings = settings or HarmonizeSettings()
+    _check_settings(settings, audio)
+    fg_info, bg_info = probe_video(foreground), probe_video(background)
+    schedule = frame_schedule(
+        fg_info.frame_count,
+        bg_info.frame_count,
+        foreground_fps=fg_info.fps,
+        background_fps=bg_info.fps,
+        length_policy=settings.length_policy,
+    )
+    if max_frames is not None:
+        schedule = schedule[: max(1, int(max_frames))]
+    if mask is not None:
+        mask_info = probe_video(mask)
+        if (mask_info.width, mask_info.height) != (fg_info.width, fg_info.height):
+            raise HarmoVidError(
+                f"The mask is {mask_info.width}x{mask_info.height} but the foreground is "
+                f"{fg_info.width}x{fg_info.height}. Give the mask made for this foreground video."
+            )
+        if mask_info.frame_count < fg_info.frame_count:
+            raise HarmoVidError(
+                f"The mask has {mask_info.frame_count} frames but the foreground has {fg_info.frame_count}. "
+                "Give a mask with one frame per foreground frame."
+            )
+
+    fg_frames = FrameFetcher(foreground)
+    bg_frames = FrameFetcher(background)
+    mask_frames = FrameFetcher(mask, mask=True) if mask is not None else None
+    segmenter = PortraitSegmenter(threshold=settings.threshold) if mask is None else None
+    pseudo_alpha = PseudoAlpha(settings.band_width, settings.edge_awareness, settings.alpha_temporal_smoothing)
+    placement = Placement(
+        (fg_info.height, fg_info.width),
+        (bg_info.height, bg_info.width),
+        scale=settings.scale,
+        x=settings.x,
+        y=settings.y,
+        anchor=settings.anchor,
+    )
+    if not placement.visible:
+        raise HarmoVidError("The foreground is placed entirely outside the background; bring x/y back toward 0.")
+    harmonizer = StatisticsHarmonizer(settings.harmonize_strength) if settings.harmonize_method != "none" else None
+    deflicker = Deflicker(settings.deflicker_strength) if settings.deflicker_strength > 0 else None
+    audio_from = {"foreground": foreground, "background": background, "none": None}[audio]
+    if audio_from is not None and not probe_video(audio_from).has_audio:
+        audio_from = None  # nothing to keep
+
+    clock = _StageClock()
+    total = len(schedule)
+    kept = {}
+    keep_frames = {round(i * (total - 1) / max(sample_frames - 1, 1)) for i in range(sample_frames)}
+    saw_person = False
+    with VideoWriter(output, bg_info.fps, crf=crf, audio_from=audio_from, overwrite=overwrite) as writer:
+        for start in range(0, total, settings.chunk_frames):
+            pairs = schedule[start : start + settings.chunk_frames]
+            fg = clock.run("decode", lambda: torch.stack([fg_frames[i] for i, _ in pairs]))
+            bg = clock.run("decode", lambda: torch.stack([bg_frames[j] for _, j in pairs]))
+            if mask_frames is not None:
+                person = clock.run("decode", lambda: torch.stack([mask_frames[i] for i, _ in pairs]))
+            else:
+                person = clock.run("segment", segmenter.process, fg)
+            saw_person = saw_person or bool(person.max() > 0)
+            alpha = clock.run("pseudo-alpha", pseudo_alpha.process, fg, person)
+            composite, placed_alpha = clock.run("composite", _composite_chunk, fg, bg, alpha, placement, settings)
+            frames = composite
+            if harmonizer is not None:
+                frames = clock.run("harmonize", harmonizer.process, frames, placed_alpha, bg)
+            if deflicker is not None:
+                frames = clock.run("deflicker", deflicker.process, frames, composite, placed_alpha)
+            clock.run("encode", writer.write, frames)
+            for k in range(len(pairs)):
+                if start + k in keep_frames:
+                    kept[start + k] = (composite[k].clone(), frames[k].clone())
+            report(progress, start + len(pairs), total)
+        if not saw_person:  # raised inside the writer, so the partial output is discarded
+            raise HarmoVidError(
+                "No person was found in any foreground frame, so there is nothing to harmonize. Check the "
+                "foreground video, or give a mask video (1 = person) with --mask."
+            )
+    return HarmonizeResult(Path(output), total, bg_info.fps, clock.seconds, kept)
+
+
+def _composite_chunk(fg, bg, alpha, placement: Placement, settings: HarmonizeSettings):
+    if settings.decontaminate:
+        fg = decontaminate_foreground(fg, alpha)
+    placed_alpha = placement.place_alpha(alpha)
+    return alpha_over(placement.place_frames(fg), bg, placed_alpha), placed_alpha

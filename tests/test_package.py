@@ -1,0 +1,74 @@
+"""The checkout works as a ComfyUI custom node folder, as a pip package, and every node is well formed."""
+
+import ast
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import nodes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_comfyui_imports_the_checkout_as_a_package_without_shadowing_its_nodes_module(tmp_path):
+    # ComfyUI loads custom_nodes/<folder>/__init__.py under the folder's name (which may contain a
+    # dash), while its own top-level module `nodes` is already imported.
+    script = f"""
+import importlib.util, sys, types
+sys.modules["nodes"] = types.ModuleType("nodes")  # ComfyUI's own nodes.py
+spec = importlib.util.spec_from_file_location("comfy-harmovid", r"{ROOT / '__init__.py'}",
+                                              submodule_search_locations=[r"{ROOT}"])
+module = importlib.util.module_from_spec(spec)
+sys.modules["comfy-harmovid"] = module
+spec.loader.exec_module(module)
+assert sys.modules["nodes"].__name__ == "nodes" and not hasattr(sys.modules["nodes"], "NODE_CLASS_MAPPINGS")
+print(len(module.NODE_CLASS_MAPPINGS), sorted(module.NODE_DISPLAY_NAME_MAPPINGS.values()))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, f"ComfyUI-style import failed:\n{result.stderr}"
+    assert int(result.stdout.split()[0]) == len(nodes.NODE_CLASS_MAPPINGS)
+
+
+def test_every_node_is_documented_and_in_the_harmovid_category():
+    assert nodes.NODE_CLASS_MAPPINGS, "no nodes were collected from nodes/"
+    for key, cls in nodes.NODE_CLASS_MAPPINGS.items():
+        assert key.startswith("HarmoVid"), f"{key}: node keys are prefixed 'HarmoVid'"
+        assert key in nodes.NODE_DISPLAY_NAME_MAPPINGS, f"{key} has no display name"
+        assert cls.CATEGORY.startswith("HarmoVid"), f"{key}: category {cls.CATEGORY!r}"
+        assert getattr(cls, "DESCRIPTION", "").strip(), f"{key} has no DESCRIPTION"
+        assert callable(getattr(cls, cls.FUNCTION)), f"{key}: FUNCTION {cls.FUNCTION!r} is not a method"
+        inputs = cls.INPUT_TYPES()
+        for group in ("required", "optional"):
+            for name, spec in inputs.get(group, {}).items():
+                options = spec[1] if len(spec) > 1 else {}
+                assert options.get("tooltip"), f"{key}.{name} has no tooltip"
+        assert len(cls.RETURN_TYPES) == len(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES))
+
+
+def test_engine_never_imports_comfyui():
+    forbidden = {"comfy", "folder_paths", "server", "execution", "nodes", "comfy_api"}
+    for path in (ROOT / "comfy_harmovid").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_requirements_for_comfyui_manager_leave_torch_alone_and_match_pyproject():
+    requirements = [
+        line.split(";")[0].strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert not any(line.lower().startswith(("torch", "torchvision")) for line in requirements)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    declared = set(pyproject["project"]["dependencies"]) - {d for d in pyproject["project"]["dependencies"] if d.startswith("torch")}
+    assert declared <= set(requirements), f"missing from requirements.txt: {declared - set(requirements)}"
+    comfy = pyproject["tool"]["comfy"]
+    for field in ("PublisherId", "DisplayName", "Icon", "requires-comfyui"):
+        assert comfy.get(field), f"[tool.comfy] lacks {field}"
