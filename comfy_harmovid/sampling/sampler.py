@@ -20,7 +20,7 @@ from ..model import null_condition
 from ..progress import ProgressCallback, report, scaled
 from .condition import HarmoVidCondition
 from .multidiffusion import MultiDiffusion, Window
-from .schedule import DEFAULT_SNR_SHIFT_SCALE, denoise_timesteps, make_scheduler
+from .schedule import denoise_timesteps, make_scheduler
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,14 @@ def sample(
     """Denoise a harmonized latent ``[B, C, T', h, w]`` on the condition's device.
 
     ``denoise`` < 1 starts from the composite latent noised to the first timestep used (like img2img;
-    0 returns the composite latent). ``snr_shift_scale`` defaults to the one in the model config's
-    ``scheduler`` (CogVideoX 2B: 3.0, 5B and 1.5: 1.0), else 3.0.
+    0 returns the composite latent). The schedule is the model config's ``scheduler`` (its base
+    CogVideoX's) over CogVideoX defaults; ``snr_shift_scale`` overrides its SNR shift (2B: 3.0, 5B: 1.0).
     ``progress(done, total)`` ticks once per window per step.
     """
     if guidance < 0:
         raise HarmoVidError(f"guidance must be >= 0, got {guidance}. CogVideoX uses 6; 1 turns guidance off.")
-    solver = make_scheduler(scheduler, snr_shift_scale=_snr_shift_scale(transformer, snr_shift_scale))
+    overrides = {} if snr_shift_scale is None else {"snr_shift_scale": float(snr_shift_scale)}
+    solver = make_scheduler(scheduler, _config_value(transformer, "scheduler", None), **overrides)
     timesteps = denoise_timesteps(solver, steps, denoise)
     composite = condition.composite_latent.float()
     if len(timesteps) == 0:
@@ -119,14 +120,6 @@ def _model_dtype(transformer: nn.Module) -> torch.dtype:
 def _config_value(transformer: nn.Module, name: str, default):
     value = getattr(getattr(transformer, "config", None), name, None)
     return default if value is None else value
-
-
-def _snr_shift_scale(transformer: nn.Module, override: Optional[float]) -> float:
-    """The override, else the base model's scheduler config carried in the model config, else 3.0."""
-    if override is not None:
-        return float(override)
-    scheduler_config = _config_value(transformer, "scheduler", None) or {}
-    return float(scheduler_config.get("snr_shift_scale", DEFAULT_SNR_SHIFT_SCALE))
 
 
 def _layout(transformer: nn.Module, multidiffusion: Optional[MultiDiffusion], shape) -> list:

@@ -3,8 +3,11 @@
 The schedule is CogVideoX's: v-prediction, the SNR shift of SD3 (``snr_shift_scale``: 3.0 for the 2B
 layout, 1.0 for 5B and 1.5), betas rescaled to zero terminal SNR (so the last timestep is pure noise),
 and "trailing" timestep spacing. The trainer uses the same ``make_scheduler`` for ``add_noise`` and
-``get_velocity``, so sampling and training cannot drift apart.
+``get_velocity`` (``make_scheduler(name, model.config.scheduler)``), so sampling and training cannot
+drift apart.
 """
+
+from typing import Mapping, Optional
 
 import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
@@ -13,7 +16,7 @@ from ..errors import HarmoVidError
 
 SCHEDULERS = {"ddim": CogVideoXDDIMScheduler, "dpm": CogVideoXDPMScheduler}
 
-# CogVideoX's scheduler_config.json, minus the SNR shift, which depends on the model layout.
+# CogVideoX's scheduler_config.json (2B; 5B and 1.5 use snr_shift_scale 1.0).
 COGVIDEOX_SCHEDULE = dict(
     num_train_timesteps=1000,
     beta_start=0.00085,
@@ -25,15 +28,22 @@ COGVIDEOX_SCHEDULE = dict(
     prediction_type="v_prediction",
     timestep_spacing="trailing",
     rescale_betas_zero_snr=True,
+    snr_shift_scale=3.0,
 )
-DEFAULT_SNR_SHIFT_SCALE = 3.0
 
 
-def make_scheduler(name: str = "ddim", *, snr_shift_scale: float = DEFAULT_SNR_SHIFT_SCALE):
-    """A fresh CogVideoX DDIM (deterministic) or DPM-Solver++ (stochastic, seeded) scheduler."""
+def make_scheduler(name: str = "ddim", config: Optional[Mapping] = None, **overrides):
+    """A fresh CogVideoX DDIM (deterministic) or DPM-Solver++ (stochastic, seeded) scheduler.
+
+    ``config``: the base model's scheduler config (``HarmoVidConfig.scheduler``); its known keys replace
+    CogVideoX's defaults. ``overrides`` (e.g. ``snr_shift_scale=1.0``) win over both.
+    """
     if name not in SCHEDULERS:
         raise HarmoVidError(f"Unknown scheduler '{name}'. Choose one of: {', '.join(SCHEDULERS)}.")
-    return SCHEDULERS[name](snr_shift_scale=snr_shift_scale, **COGVIDEOX_SCHEDULE)
+    settings = dict(COGVIDEOX_SCHEDULE)
+    settings.update({key: value for key, value in (config or {}).items() if key in COGVIDEOX_SCHEDULE})
+    settings.update(overrides)
+    return SCHEDULERS[name](**settings)
 
 
 def denoise_timesteps(scheduler, steps: int, denoise: float) -> torch.Tensor:
