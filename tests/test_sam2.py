@@ -233,3 +233,24 @@ def test_convert_sam2_command_turns_an_official_pt_into_a_loadable_file(tiny, tm
     assert harmovid(["convert-sam2", str(official), str(converted)]) == 2, "an existing output was overwritten"
     out = segment_with_sam2(clip, checkpoint=converted, config=config, points=[(40, 24)], soft=True)
     assert torch.equal(out, run(tiny, clip, soft=True)), "converted checkpoint gives different masks"
+
+
+def test_sam2_mask_node_runs_a_checkpoint_from_the_models_folder(tiny, clip, monkeypatch):
+    import shutil
+
+    from nodes.masks import BUILTIN, HarmoVidSAM2Mask
+
+    checkpoint, config = tiny
+    models = checkpoint.parent.parent / "node_models"
+    (models / "sam2").mkdir(parents=True, exist_ok=True)
+    shutil.copy(checkpoint, models / "sam2/person.safetensors")
+    shutil.copy(config, models / "sam2/person.yaml")  # a config beside the file names its architecture
+    monkeypatch.setenv("HARMOVID_MODELS_DIR", str(models))
+    choices = HarmoVidSAM2Mask.INPUT_TYPES()["required"]["model"][0]
+    assert choices == [BUILTIN, "person.safetensors"], f"model choices {choices}"
+    (mask,) = HarmoVidSAM2Mask().segment(
+        clip, "person.safetensors", 1, 0.5, 0.6, points="40,24", negative_points="5,5", box=""
+    )
+    expected = run(tiny, clip, points=[(40, 24), (5, 5)], point_labels=[1, 0], prompt_frame=1)
+    assert mask.shape == clip.shape[:3] and mask.dtype == torch.float32
+    assert torch.equal(mask, expected), "node result differs from segment_with_sam2 with the same prompts"

@@ -133,3 +133,29 @@ def test_picture_area_drops_letterbox_bars():
     frames[:, 17:] = 0.02
     rows, cols = picture_area(frames)
     assert (rows.start, rows.stop, cols.start, cols.stop) == (3, 17, 0, 30)
+
+
+def test_sam2_mask_node_with_builtin_model_returns_float_mask(portrait_clip):
+    from nodes.masks import BUILTIN, HarmoVidSAM2Mask
+
+    frames = portrait_clip[0]
+    inputs = HarmoVidSAM2Mask.INPUT_TYPES()
+    for group in inputs.values():
+        for name, (_, options) in group.items():
+            assert options.get("tooltip"), f"input {name} has no tooltip"
+    (mask,) = HarmoVidSAM2Mask().segment(frames, BUILTIN, 0, 0.5, 0.6)
+    assert mask.shape == frames.shape[:3] and mask.dtype == torch.float32, f"got {tuple(mask.shape)} {mask.dtype}"
+    assert torch.equal(mask, segment_portrait(frames)), "node result differs from segment_portrait"
+
+
+def test_points_and_box_text_is_parsed():
+    from comfy_harmovid.segment.prompts import parse_box, parse_points
+
+    assert parse_points("10,20; 30.5, 40\n50 60") == [(10, 20), (30.5, 40), (50, 60)]
+    assert parse_points('[{"x": 1, "y": 2}]') == [(1, 2)]
+    assert parse_points("  ") == [] and parse_box("") is None
+    assert parse_box("1,2,3,4") == (1, 2, 3, 4)
+    with pytest.raises(HarmoVidError, match="'x,y; x,y'"):
+        parse_points("10,20,30")
+    with pytest.raises(HarmoVidError, match="x1,y1,x2,y2"):
+        parse_box("1,2,3")

@@ -3,8 +3,9 @@
 Checkpoints are the model's state dict saved as safetensors, the layout ComfyUI's SAM 2 packs use
 (e.g. ``sam2_hiera_tiny.safetensors``, ``sam2.1_hiera_base_plus.safetensors``; fp16/bf16 files are
 upcast). The architecture comes from the ``sam2`` package's own configs, picked from the file name
-(``sam2`` vs ``sam2.1``, and tiny / small / base_plus / large), or given explicitly as a config name
-or a path to a ``.yaml`` file with a top-level ``model:`` entry.
+(``sam2`` vs ``sam2.1``, and tiny / small / base_plus / large), or from a ``.yaml`` file of the same
+name next to the checkpoint (fine-tuned or custom models), or given explicitly as a config name or a
+path to a ``.yaml`` file with a top-level ``model:`` entry.
 """
 
 import os
@@ -134,7 +135,8 @@ def load_sam2(checkpoint: Union[str, Path], *, config: Optional[str] = None, dev
     """A SAM 2 video predictor (``sam2.sam2_video_predictor.SAM2VideoPredictor``) in eval mode.
 
     ``checkpoint`` is a ``.safetensors`` file holding the model's state dict. ``config`` defaults to
-    the one named by the file. The last model loaded is kept, so loading it again is free.
+    a ``.yaml`` of the same name beside the file, else the one its name says. The last model loaded
+    is kept, so loading it again is free.
     """
     path = Path(checkpoint)
     if not path.is_file():
@@ -145,7 +147,9 @@ def load_sam2(checkpoint: Union[str, Path], *, config: Optional[str] = None, dev
             f"safety. Convert an official .pt file with `harmovid convert-sam2 {path.name} "
             f"{path.stem}.safetensors`. {_folder_hint(path)}."
         )
-    config = config or config_for_checkpoint(path)
+    if config is None:
+        sidecar = path.with_suffix(".yaml")
+        config = str(sidecar) if sidecar.is_file() else config_for_checkpoint(path)
     device = torch.device(device) if device is not None else torch.device("cpu")
     key = (str(path.resolve()), os.path.getmtime(path), config, str(device))
     if key in _CACHE:
