@@ -202,3 +202,39 @@ def test_bad_latents_give_clear_errors():
         model(noisy, composite[:, :, :2], background, mask, timestep)
     with pytest.raises(HarmoVidError, match="timestep"):
         model(noisy, composite, background, mask, torch.tensor([1, 2, 3]))
+
+
+@pytest.mark.parametrize("layout", ["1.0-sincos", "1.5-rope"])
+def test_flops_per_step_matches_torch_flop_counter(layout):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from comfy_harmovid.model import flops_per_step, token_count
+
+    extra = {"ofs_embed_dim": 16} if layout == "1.5-rope" else {}
+    model = tiny_model(layout, num_layers=2, **extra).requires_grad_(False)
+    noisy, composite, background, mask, timestep = inputs(frames=3, height=6, width=10)
+    with FlopCounterMode(display=False) as counter:
+        model(noisy, composite, background, mask, timestep)
+    # FlopCounterMode does not count the CPU attention kernel: add the two S x S products per layer.
+    sequence = token_count(model.config, 9, 48, 80) + TINY["max_text_seq_length"]
+    attention = 2 * 4 * sequence**2 * model.config.inner_dim
+    assert counter.get_total_flops() + attention == flops_per_step(model.config, 9, 48, 80)
+
+
+def test_count_parameters_counts_the_checkpoint_tensors():
+    from comfy_harmovid.model import count_parameters
+
+    model = tiny_model("1.5-rope")
+    assert count_parameters(model.config) == sum(t.numel() for t in model.state_dict().values())
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-1.5", "small", "cogvideox-2b", "cogvideox-5b", "cogvideox1.5-5b"])
+def test_config_cards_load(name):
+    from pathlib import Path
+
+    card = Path(__file__).resolve().parents[1] / "models" / "configs" / f"{name}.json"
+    config = HarmoVidConfig.from_json(card)
+    assert config.in_channels == 3 * config.out_channels + 256
+    if name.startswith("cogvideox"):
+        assert config.scheduler.get("prediction_type") == "v_prediction", f"{name}: no scheduler config"
+        assert (config.num_layers, config.num_attention_heads) == ((30, 30) if name == "cogvideox-2b" else (42, 48))

@@ -160,7 +160,8 @@ def _load_into(model: torch.nn.Module, state_dict: StateDict, dtype: torch.dtype
     }
     model.load_state_dict(state_dict, strict=True, assign=True)
     # Buffers that are not saved (e.g. sin-cos position tables) were built at init: move them too.
-    return model.to(device=device, dtype=dtype).eval()
+    # (torch's own Module.to: diffusers' override only adds a log message about fp32 modules.)
+    return torch.nn.Module.to(model, device=device, dtype=dtype).eval()
 
 
 # -- transformer -----------------------------------------------------------------------------------
@@ -186,3 +187,56 @@ def load_transformer(
     with init_empty_weights(include_buffers=False):  # no random init of billions of weights
         model = HarmoVidTransformer(config)
     return _load_into(model, state_dict, torch_dtype, torch.device(device), f"Checkpoint {path.name}")
+
+
+# -- VAE -------------------------------------------------------------------------------------------
+
+
+def save_vae(vae, path: Union[str, Path]) -> Path:
+    """Write a ``HarmoVidVAE`` (or a diffusers ``AutoencoderKLCogVideoX``) and its config to one safetensors file."""
+    module = getattr(vae, "vae", vae)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {k: v for k, v in dict(module.config).items() if not k.startswith("_")}
+    metadata = {"format": "pt", "harmovid_kind": "vae", VAE_CONFIG_KEY: json.dumps(config)}
+    save_file(_contiguous(module.state_dict()), str(path), metadata=metadata)
+    return path
+
+
+def load_vae(
+    path: Union[str, Path],
+    *,
+    dtype: Union[str, torch.dtype] = "fp32",
+    device: Union[str, torch.device] = "cpu",
+    tile_size=None,
+    tile_overlap=None,
+):
+    """A ``HarmoVidVAE`` from a file made by ``save_vae`` or from a local diffusers CogVideoX VAE folder.
+
+    ``path`` may be the VAE folder itself (config.json + diffusion_pytorch_model.safetensors) or a whole
+    diffusers CogVideoX folder with a ``vae/`` sub-folder.
+    """
+    from diffusers import AutoencoderKLCogVideoX
+
+    from .vae import HarmoVidVAE
+
+    path = Path(path)
+    torch_dtype = resolve_dtype(dtype)
+    if path.is_dir():
+        if not (path / "config.json").is_file() and (path / "vae").is_dir():
+            path = path / "vae"
+        config, state_dict = read_diffusers_folder(path)
+        class_name = config.get("_class_name", "AutoencoderKLCogVideoX")
+        if class_name != "AutoencoderKLCogVideoX":
+            raise HarmoVidError(f"{path} holds a {class_name}, not a CogVideoX VAE (AutoencoderKLCogVideoX).")
+    else:
+        state_dict, metadata = read_safetensors(path)
+        config = _config_from_metadata(metadata, VAE_CONFIG_KEY, path)
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    try:
+        with init_empty_weights(include_buffers=False):
+            module = AutoencoderKLCogVideoX.from_config(config)
+    except (TypeError, ValueError) as error:
+        raise HarmoVidError(f"The VAE config in {path.name} is not a CogVideoX VAE config ({error}).") from error
+    module = _load_into(module, state_dict, torch_dtype, torch.device(device), f"VAE {path.name}")
+    return HarmoVidVAE(module, tile_size=tile_size, tile_overlap=tile_overlap)

@@ -98,6 +98,8 @@ class HarmoVidConfig:
             problems.append(f"attention_head_dim {self.attention_head_dim} must be divisible by 8 for 3D RoPE")
         if not self.use_rotary_positional_embeddings and self.inner_dim % 16 != 0:
             problems.append(f"inner dim {self.inner_dim} must be divisible by 16 for sin-cos positions")
+        if self.ofs_embed_dim and self.ofs_embed_dim != self.time_embed_dim:
+            problems.append(f"ofs_embed_dim {self.ofs_embed_dim} must equal time_embed_dim {self.time_embed_dim}")
         if self.prediction_type != "v_prediction":
             problems.append(f"prediction_type '{self.prediction_type}' is not supported (only 'v_prediction')")
         for name in ("num_attention_heads", "attention_head_dim", "out_channels", "num_layers", "patch_size",

@@ -100,6 +100,8 @@ class HarmoVidTransformer(nn.Module):
             front = p_t - latent_frames % p_t
             x = torch.cat([x[:, :1].expand(-1, front, -1, -1, -1), x], dim=1)  # [B, T'', 3C + M, h', w']
 
+        if config.use_learned_positional_embeddings:
+            self._check_learned_grid(x.shape[1], x.shape[3], x.shape[4])
         rope = None
         if config.use_rotary_positional_embeddings:
             rope = self._rotary_embedding(x.shape[1], x.shape[3], x.shape[4], x.device)
@@ -125,6 +127,19 @@ class HarmoVidTransformer(nn.Module):
             self._rope = rotary_embedding(self.config, frames, height, width, device=device)
             self._rope_key = key
         return self._rope
+
+    def _check_learned_grid(self, frames: int, height: int, width: int) -> None:
+        """Learned position tables (CogVideoX-5b-I2V) exist for the training grid only."""
+        c = self.config
+        expected = ((c.sample_frames - 1) // c.temporal_compression_ratio + 1, c.sample_height, c.sample_width)
+        if (frames, height, width) != expected:
+            s = c.spatial_compression_ratio
+            raise HarmoVidError(
+                f"This model has learned positional embeddings (converted from an image-to-video CogVideoX) and "
+                f"runs only on clips of {c.sample_frames} frames at {c.sample_width * s}x{c.sample_height * s}; "
+                f"got latents for {(frames - 1) * c.temporal_compression_ratio + 1} frames at {width * s}x{height * s}. "
+                "Resize the clip, and use MultiDiffusion windows of exactly that length."
+            )
 
     def _check_latents(self, *latents: torch.Tensor) -> None:
         names = ("noisy_latent", "composite_latent", "background_latent")
