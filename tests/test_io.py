@@ -1,6 +1,6 @@
 """Video I/O: round trips, streaming, audio, atomic writes, bad input, real clips and sample media."""
 
-from fractions import Fraction
+import gc
 
 import av
 import numpy as np
@@ -328,6 +328,14 @@ def test_failed_write_leaves_no_output_and_no_temporary(tmp_path, clip, name):
     assert leftovers(tmp_path, set()) == [], f"a failed write left {leftovers(tmp_path, set())}"
 
 
+def test_writer_dropped_without_close_removes_its_temporary(tmp_path, clip):
+    writer = io.VideoWriter(tmp_path / "out.mkv", 24)
+    writer.write(clip[0][:2])
+    del writer
+    gc.collect()
+    assert leftovers(tmp_path, set()) == [], f"an abandoned writer left {leftovers(tmp_path, set())}"
+
+
 def test_existing_output_is_refused_and_left_byte_identical(tmp_path, clip):
     frames, _ = clip
     target = tmp_path / "out.mp4"
@@ -413,6 +421,10 @@ def test_writer_refuses_bad_settings(tmp_path, clip):
         io.VideoWriter(tmp_path / "out.mp4", 0)
     with pytest.raises(HarmoVidError, match="crf"):
         io.VideoWriter(tmp_path / "out.mp4", 24, crf=99)
+    with pytest.raises(HarmoVidError, match="preset must be one of"):
+        io.VideoWriter(tmp_path / "out.mp4", 24, preset="quick")
+    with pytest.raises(HarmoVidError, match="ambiguous"):
+        io.write_video(tmp_path / "out.mp4", frames[0], 24)
     with pytest.raises(HarmoVidError, match="PNG folder cannot hold audio"):
         io.VideoWriter(tmp_path / "out/", 24, audio_from=io.write_video(tmp_path / "a.mkv", frames, 24))
     with pytest.raises(HarmoVidError, match="has no audio stream"):
