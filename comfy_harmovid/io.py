@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import os
 import re
 import shutil
@@ -33,7 +34,8 @@ import weakref
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from functools import partial
+from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -98,8 +100,9 @@ class Video:
 
 
 # ----------------------------------------------------------------------------------------------
-# Sources: each yields (array, time in seconds) per frame. Arrays are uint8/uint16 [H, W, 3] for
-# colour, [H, W] for masks; _to_float turns them into 0..1 floats.
+# Sources yield one (load, time, name) per frame: ``load()`` gives the pixels, uint8/uint16
+# [H, W, 3] for colour or [H, W] for masks (_stack_float turns them into 0..1 floats). Loading is
+# deferred so frames before ``start`` are decoded but never converted.
 
 
 @dataclass
@@ -124,7 +127,8 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _check_fps(fps, name: str = "fps") -> None:
-    if fps is not None and not (isinstance(fps, (int, float, Fraction)) and math.isfinite(fps) and fps > 0):
+    valid = isinstance(fps, numbers.Real) and not isinstance(fps, bool) and math.isfinite(fps) and fps > 0
+    if fps is not None and not valid:
         raise HarmoVidError(f"{name} must be a positive number of frames per second, got {fps!r}.")
 
 
@@ -190,18 +194,9 @@ def _load_image(file: Path, mask: bool) -> np.ndarray:
         raise HarmoVidError(f"{file}: cannot read the image ({error}). Replace or remove the file.") from None
 
 
-def _iter_images(source: _Source, mask: bool) -> Iterator[tuple[np.ndarray, float]]:
-    size = None
+def _image_frames(source: _Source, mask: bool) -> Iterator[tuple[Callable, float, str]]:
     for index, file in enumerate(source.files):
-        array = _load_image(file, mask)
-        if size is None:
-            size = array.shape[:2]
-        elif array.shape[:2] != size:
-            raise HarmoVidError(
-                f"{file}: is {array.shape[1]}x{array.shape[0]} but the first image is {size[1]}x{size[0]}. "
-                "All frames of a sequence must have the same size; resize or remove it."
-            )
-        yield array, index / source.fps
+        yield partial(_load_image, file, mask), index / source.fps, str(file)
 
 
 def _frame_format(stream, mask: bool) -> str:
@@ -224,17 +219,22 @@ def _rotate(array: np.ndarray, degrees) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
 
-def _iter_video(source: _Source, mask: bool) -> Iterator[tuple[np.ndarray, float]]:
+def _frame_array(frame, pix_fmt: str) -> np.ndarray:
+    array = frame.to_ndarray(format=pix_fmt, interpolation=_DECODE_SCALING)
+    if pix_fmt.startswith("rgba"):
+        array = array[..., 3]
+    return _rotate(array, getattr(frame, "rotation", 0))
+
+
+def _video_frames(source: _Source, mask: bool) -> Iterator[tuple[Callable, float, str]]:
     with _open_container(source.path) as container:
         stream = _video_stream(container, source.path)
         stream.thread_type = "AUTO"
         pix_fmt = _frame_format(stream, mask)
         frames = container.decode(stream)
-        size = None
         for index in itertools.count():
             try:
                 frame = next(frames)
-                array = frame.to_ndarray(format=pix_fmt, interpolation=_DECODE_SCALING)
             except StopIteration:
                 return
             except av.FFmpegError as error:
@@ -242,17 +242,8 @@ def _iter_video(source: _Source, mask: bool) -> Iterator[tuple[np.ndarray, float
                     f"{source.path}: decoding failed at frame {index} ({error}). The file is damaged; "
                     "re-export it, or read only the frames before it with max_frames."
                 ) from None
-            if pix_fmt.startswith("rgba"):
-                array = array[..., 3]
-            array = _rotate(array, getattr(frame, "rotation", 0))
-            if size is None:
-                size = array.shape[:2]
-            elif array.shape[:2] != size:
-                raise HarmoVidError(
-                    f"{source.path}: the frame size changes at frame {index} "
-                    f"({size[1]}x{size[0]} -> {array.shape[1]}x{array.shape[0]}). Re-encode it at one size."
-                )
-            yield array, (frame.time if frame.time is not None else index / source.fps)
+            time = frame.time if frame.time is not None else index / source.fps
+            yield partial(_frame_array, frame, pix_fmt), time, f"{source.path} frame {index}"
 
 
 def _resample_times(items, ratio: float):
@@ -288,15 +279,22 @@ def _iter_selected(source: _Source, mask: bool, start: int, max_frames, fps) -> 
     """Frames of ``source`` at the requested rate, from ``start`` on, at most ``max_frames``;
     raises when the range holds no frame."""
     _check_range(start, max_frames)
-    items = _iter_video(source, mask) if source.kind == "video" else _iter_images(source, mask)
+    items = _video_frames(source, mask) if source.kind == "video" else _image_frames(source, mask)
     if source.kind == "video" and fps is not None and abs(float(fps) - source.fps) > 1e-6:
         items = _resample_times(items, source.fps / float(fps))
     stop = None if max_frames is None else start + max_frames
-    empty = True
-    for item in itertools.islice(items, start, stop):
-        empty = False
-        yield item
-    if empty:
+    size = None
+    for load, time, name in itertools.islice(items, start, stop):
+        array = load()
+        if size is None:
+            size = array.shape[:2]
+        elif array.shape[:2] != size:
+            raise HarmoVidError(
+                f"{name}: is {array.shape[1]}x{array.shape[0]} but the first frame is {size[1]}x{size[0]}. "
+                "All frames of a clip must have the same size; resize or remove it."
+            )
+        yield array, time
+    if size is None:
         where = f" from frame {start} on" if start else ""
         raise HarmoVidError(f"{source.path}: has no frames{where}. Check the file and the start frame.")
 

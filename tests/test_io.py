@@ -397,7 +397,7 @@ def test_reading_past_the_end_or_bad_ranges_raise(tmp_path, clip):
 def test_mixed_image_sizes_in_a_folder_are_refused(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "1.png")
     Image.fromarray(np.zeros((8, 9, 3), np.uint8)).save(tmp_path / "2.png")
-    with pytest.raises(HarmoVidError, match="2.png: is 9x8 but the first image is 8x8"):
+    with pytest.raises(HarmoVidError, match="2.png: is 9x8 but the first frame is 8x8"):
         io.read_video(tmp_path)
 
 
