@@ -47,6 +47,7 @@ def test_harmonize_protocol_is_deterministic_and_scores_identity_as_the_composit
         f"identity should be scored as the recoloured composite, got {rows['identity']}"
     )
     assert rows["identity"]["fmse"] > 0 and 0 < rows["identity"]["ssim"] < 1
+    assert rows["clean reference"]["edge_tenengrad"] > 0, "edge sharpness of the clean clip missing"
     assert len(sheet_rows) == 4 and set(sheet_rows[0][1]) == {"input", "reference", *chosen}
     json.loads(report.dumps(first))  # valid JSON, infinities included
 
@@ -101,6 +102,11 @@ def test_contact_sheet_has_a_cell_per_column_and_row():
 def test_benchmark_size_keeps_aspect_and_never_upscales():
     assert benchmark_size(720, 1280, 320) == (320, 568)
     assert benchmark_size(100, 100, 320) == (100, 100)
+
+
+def test_list_methods_prints_the_registry(capsys):
+    assert main(["bench", "deflicker", "--list-methods"]) == 0
+    assert capsys.readouterr().out.split()[:2] == ["identity", "ffmpeg-deflicker"]
 
 
 def test_missing_clips_give_a_clear_error(tmp_path, capsys):

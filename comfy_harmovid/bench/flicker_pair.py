@@ -18,7 +18,7 @@ from ..errors import HarmoVidError
 from ..progress import ProgressCallback, report
 from . import methods as method_registry
 from .data import dev_data_dir, load_clip
-from .protocol import add_arguments, check_settings, finish
+from .protocol import add_arguments, check_settings, finish, list_methods
 
 DEFAULT_FRAMES = 32
 DESCRIPTION = (
@@ -76,6 +76,8 @@ def run_flicker_pair(
 def _main(args) -> int:
     from ..cli.common import progress_bar
 
+    if list_methods(args):
+        return 0
     check_settings(args)
     root = dev_data_dir() / "flicker"
     clean_path = Path(args.input or root / "dvp_bikepacking_input.mp4")

@@ -44,13 +44,14 @@ def evaluate(
     """Run each method on each case and score it against the case's reference.
 
     Returns ``({case: {"clean reference": ..., method: scores}}, contact-sheet rows)``. The "clean
-    reference" row is the reference clip's own temporal scores, the floor a method can reach.
+    reference" row is the reference clip's own reference-free scores (warping error, edge sharpness):
+    what a perfect method would get.
     """
     per_case, sheet_rows = {}, []
     total, done = len(cases) * (len(methods) + 1), 0
     for case in cases:
         flows = metrics.clip_flow(case.reference)
-        rows = {"clean reference": reporting.temporal_scores(case.reference, case.mask, flows)}
+        rows = {"clean reference": reporting.reference_free_scores(case.reference, case.mask, flows)}
         done += 1
         report(progress, done, total)
         outputs = {}
@@ -106,11 +107,21 @@ def add_arguments(
     )
     parser.add_argument(
         "--methods", type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
-        help="comma-separated method names; default: every method available ("
-        + ", ".join(available_methods()) + ")",
+        help="comma-separated method names (default: every method available; see --list-methods)",
     )
+    parser.add_argument("--list-methods", action="store_true", help="print the available method names and exit")
+    # Looked up only when asked, so a broken method module cannot break the whole command line.
+    parser.set_defaults(available_methods=available_methods)
     parser.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
     parser.add_argument("--sheet", metavar="OUT.png", help="write a contact sheet (input / reference / outputs)")
+
+
+def list_methods(args) -> bool:
+    """Print the method names if ``--list-methods`` was given; True when the command should stop."""
+    if getattr(args, "list_methods", False):
+        print("\n".join(args.available_methods()))
+        return True
+    return False
 
 
 def check_settings(args) -> None:
@@ -153,6 +164,8 @@ def run_command(args, title: str, run_protocol) -> int:
     """The body of ``harmovid bench harmonize|deflicker``: load, run ``run_protocol``, report."""
     from ..cli.common import progress_bar
 
+    if list_methods(args):
+        return 0
     check_settings(args)
     with progress_bar("loading and masking clips", unit="clip") as progress:
         portraits, luts, settings = load_cases_inputs(args, progress)

@@ -21,17 +21,23 @@ COLUMNS = {
     "warp_error_fg": ("WarpErr fg", "{:.3e}", False),
     "motion_preservation": ("MotionPres", "{:.3f}", False),
     "motion_preservation_fg": ("MotionPres fg", "{:.3f}", False),
+    "edge_laplacian_var": ("Edge LapVar", "{:.1f}", True),
+    "edge_tenengrad": ("Edge Tenengrad", "{:.0f}", True),
     "psnr_vs_processed": ("PSNR vs processed", "{:.2f}", True),
     "warp_error_reduction": ("WarpErr cut", "{:.1%}", True),
 }
 
 
-def temporal_scores(output: torch.Tensor, mask: torch.Tensor, flows: metrics.ClipFlow) -> Dict[str, float]:
-    """Warping error of ``output`` with the clean clip's ``flows``: whole frame and inside ``mask``."""
+def reference_free_scores(output: torch.Tensor, mask: torch.Tensor, flows: metrics.ClipFlow) -> Dict[str, float]:
+    """Scores that need no target: warping error with the clean clip's ``flows`` (whole frame and
+    inside ``mask``) and sharpness in a band around the mask's boundary (the paper's Table 4)."""
     residual = metrics.warp_residual(output, flows)
+    sharpness = metrics.boundary_sharpness(output, mask)
     return {
         "warp_error": metrics.masked_pair_mean(residual, flows),
         "warp_error_fg": metrics.masked_pair_mean(residual, flows, mask),
+        "edge_laplacian_var": sharpness["laplacian_variance"],
+        "edge_tenengrad": sharpness["tenengrad"],
     }
 
 
@@ -57,7 +63,7 @@ def score(
         "fpsnr": metrics.mse_to_psnr(foreground_mse),
         "fmse": float(foreground_mse.mean()) * 255.0**2,
     }
-    scores.update(temporal_scores(output, mask, flows))
+    scores.update(reference_free_scores(output, mask, flows))
     key = "motion_preservation_fg" if motion_in_mask else "motion_preservation"
     scores[key] = metrics.motion_preservation(
         output, reference, mask if motion_in_mask else None, reference_flows=flows
