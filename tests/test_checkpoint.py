@@ -171,3 +171,101 @@ def test_learned_position_model_rejects_other_sizes_clearly():
     model = tiny_model(use_rotary_positional_embeddings=True, use_learned_positional_embeddings=True)
     with pytest.raises(HarmoVidError, match="runs only on clips of 9 frames at 64x64"):
         run(model)  # latents for 48x32 pixels
+
+
+# -- harmovid convert ------------------------------------------------------------------------------
+
+BASES = {
+    "2b-like t2v (1.0, sin-cos)": dict(in_channels=4),
+    "5b-like t2v (1.0, RoPE)": dict(in_channels=4, use_rotary_positional_embeddings=True),
+    "5b-i2v-like (1.0, RoPE)": dict(in_channels=8, use_rotary_positional_embeddings=True),
+    "1.5 t2v": dict(in_channels=4, use_rotary_positional_embeddings=True, patch_size_t=2, patch_bias=False),
+    "1.5 i2v (ofs)": dict(in_channels=8, use_rotary_positional_embeddings=True, patch_size_t=2, patch_bias=False,
+                          ofs_embed_dim=16),
+}
+
+
+def make_base_folder(root, **overrides):
+    """A tiny CogVideoX saved like a hub repository: sharded transformer/ with an index, scheduler/, vae/."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    torch.manual_seed(0)
+    base = CogVideoXTransformer3DModel(**{**TINY, **overrides}).eval()
+    with torch.no_grad():
+        for parameter in base.parameters():  # diffusers zero-initialises some layers; make every path count
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    folder = root / "CogVideoX-tiny"
+    base.save_pretrained(folder / "transformer", max_shard_size="40KB")
+    (folder / "scheduler").mkdir()
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({"snr_shift_scale": 1.0}))
+    AutoencoderKLCogVideoX(**VAE).save_pretrained(folder / "vae")
+    return base, folder
+
+
+@pytest.mark.parametrize("base_kind", list(BASES))
+def test_converted_model_equals_the_base_model_while_new_inputs_are_zero(tmp_path, base_kind):
+    from comfy_harmovid.cli import main
+    from comfy_harmovid.model import rotary_embedding
+
+    base, folder = make_base_folder(tmp_path, **BASES[base_kind])
+    assert (folder / "transformer" / "diffusion_pytorch_model.safetensors.index.json").is_file(), "not sharded"
+    out = tmp_path / "harmovid.safetensors"
+    assert main(["convert", "--base", str(folder), "-o", str(out), "--vae-out", str(tmp_path / "vae.safetensors")]) == 0
+    model = load_transformer(out)
+    assert model.config.scheduler == {"snr_shift_scale": 1.0}, "the base scheduler config should travel along"
+    assert load_vae(tmp_path / "vae.safetensors").latent_channels == 4
+
+    generator = torch.Generator().manual_seed(5)
+    frames = 4 if model.config.patch_size_t else 3
+    noisy = torch.randn(2, 4, frames, 4, 6, generator=generator)
+    image = torch.randn(2, 4, frames, 4, 6, generator=generator) if BASES[base_kind]["in_channels"] == 8 else None
+    zeros = torch.zeros_like(noisy)
+    timestep = torch.tensor([999, 250])
+    with torch.no_grad():
+        converted = model(noisy, zeros if image is None else image, zeros,
+                          torch.zeros(2, 1, 4 * frames - 3, 32, 48), timestep)
+        hidden = noisy if image is None else torch.cat([noisy, image], dim=1)
+        rope = rotary_embedding(model.config, frames, 4, 6) if model.config.use_rotary_positional_embeddings else None
+        ofs = torch.full((2,), 2.0) if model.config.ofs_embed_dim else None
+        expected = base(
+            hidden_states=hidden.permute(0, 2, 1, 3, 4),
+            encoder_hidden_states=model.text_embedding.expand(2, -1, -1),
+            timestep=timestep, ofs=ofs, image_rotary_emb=rope, return_dict=False,
+        )[0].permute(0, 2, 1, 3, 4)
+    difference = (converted - expected).abs().max()
+    assert difference == 0, f"{base_kind}: converted model differs from the base by {difference:.2e}"
+    with torch.no_grad():  # and the new inputs do reach the model once their weights are trained
+        model.transformer.patch_embed.proj.weight.normal_()
+        assert (model(noisy, zeros, zeros + 1, torch.zeros(2, 1, 4 * frames - 3, 32, 48), timestep)
+                - converted).abs().max() > 1e-3
+
+
+def test_convert_stores_the_t5_embedding_of_the_empty_prompt(tmp_path):
+    from transformers import T5Config, T5EncoderModel
+
+    from comfy_harmovid.model.convert import convert_cogvideox
+
+    _, folder = make_base_folder(tmp_path, in_channels=4)
+    torch.manual_seed(1)
+    encoder = T5EncoderModel(T5Config(vocab_size=16, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2)).eval()
+    encoder.save_pretrained(folder / "text_encoder")
+    config, state, info = convert_cogvideox(folder)
+    with torch.no_grad():  # the CogVideoX pipeline: "" -> [</s>, <pad>, <pad>], no attention mask
+        expected = encoder(torch.tensor([[1, 0, 0]])).last_hidden_state
+    assert info["text_embedding"] == "T5 of the empty prompt"
+    assert torch.allclose(state["text_embedding"], expected, atol=1e-6)
+    _, state, info = convert_cogvideox(folder, use_text_encoder=False)
+    assert info["text_embedding"].startswith("zeros") and not state["text_embedding"].any()
+
+
+def test_convert_rejects_folders_that_are_not_cogvideox(tmp_path, capsys):
+    from comfy_harmovid.cli import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["convert", "--base", str(tmp_path / "empty"), "-o", str(tmp_path / "x.safetensors")]) == 2
+    assert "has no transformer/config.json of a CogVideoXTransformer3DModel" in capsys.readouterr().err
+    _, folder = make_base_folder(tmp_path, in_channels=12)
+    with pytest.raises(HarmoVidError, match="takes 12 input channels for 4 latent channels"):
+        from comfy_harmovid.model.convert import convert_cogvideox
+
+        convert_cogvideox(folder)
