@@ -143,9 +143,11 @@ def _open_container(path: Path):
 
 
 def _video_stream(container, path: Path):
-    if not container.streams.video:
+    # Cover art in music files is a one-picture "video" stream: not a clip.
+    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not streams:
         raise HarmoVidError(f"{path}: has no video stream (is it an audio file?). Give a video file.")
-    return container.streams.video[0]
+    return streams[0]
 
 
 def _stream_fps(stream) -> float:
