@@ -1,0 +1,157 @@
+"""``harmovid bench masks``: portrait mask quality against a green-screen key.
+
+On a talking head filmed on a green screen (dev clip people/lp_d0.mp4), the chroma key gives a near
+ground-truth alpha. Against it we measure, for the built-in segmenter with and without temporal
+smoothing, the pseudo-alpha made from its binary mask, and optionally SAM 2:
+
+- IoU with the key (both at 0.5), and the mean absolute alpha error over the picture and inside a
+  band around the key's boundary (where the errors are);
+- mask flicker: the mean motion-compensated change between consecutive frames (lower = steadier);
+- the paper's boundary metrics (Laplacian variance and Tenengrad in a narrow band around the key's
+  boundary) of composites over a background video made with each alpha; the composite made with
+  the key itself is the reference for what a correct edge scores;
+- segmentation time per frame.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from .. import metrics
+from ..alpha import pseudo_alpha
+from ..cli.common import progress_bar
+from ..composite import alpha_over, decontaminate_foreground
+from ..errors import HarmoVidError
+from ..filters import resize
+from ..segment import segment_portrait, segment_with_sam2
+from ..segment.chroma import chroma_key, picture_area
+from ..segment.portrait import DEFAULT_TEMPORAL_SMOOTHING
+from ..segment.temporal import mask_flicker
+from .data import dev_data_dir, load_clip
+
+COLUMNS = (
+    ("iou", "IoU vs key", "{:.4f}"),
+    ("mae", "MAE vs key", "{:.4f}"),
+    ("mae_band", "MAE edge band", "{:.4f}"),
+    ("flicker", "Flicker", "{:.2e}"),
+    ("edge_laplacian_var", "Edge LapVar", "{:.1f}"),
+    ("edge_tenengrad", "Edge Tenengrad", "{:.0f}"),
+    ("ms_per_frame", "ms/frame", "{:.1f}"),
+)
+
+
+def cover(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Scale and centre-crop ``[T, h, w, 3]`` frames to fill ``height`` x ``width``."""
+    scale = max(height / frames.shape[1], width / frames.shape[2])
+    size = (max(height, round(frames.shape[1] * scale)), max(width, round(frames.shape[2] * scale)))
+    scaled = resize(frames.permute(0, 3, 1, 2), size).permute(0, 2, 3, 1).clamp(0, 1)
+    top, left = (size[0] - height) // 2, (size[1] - width) // 2
+    return scaled[:, top : top + height, left : left + width].contiguous()
+
+
+def score_alpha(alpha, key, band, frames, background, edge_band: int) -> dict:
+    error = (alpha - key).abs()
+    composite = alpha_over(decontaminate_foreground(frames, alpha), background, alpha)
+    sharpness = metrics.boundary_sharpness(composite, key, band=edge_band)
+    return {
+        "iou": float(((alpha > 0.5) & (key > 0.5)).sum() / ((alpha > 0.5) | (key > 0.5)).sum()),
+        "mae": float(error.mean()),
+        "mae_band": float(error[band].mean()),
+        "flicker": mask_flicker(alpha, frames),
+        "edge_laplacian_var": sharpness["laplacian_variance"],
+        "edge_tenengrad": sharpness["tenengrad"],
+    }
+
+
+def timed(function, frames: int):
+    start = time.perf_counter()
+    result = function()
+    return result, 1000.0 * (time.perf_counter() - start) / frames
+
+
+def run_benchmark(args, progress=None) -> dict:
+    clip_path, background_path = Path(args.clip), Path(args.background)
+    frames = load_clip(clip_path, args.frames, args.size)
+    rows, cols = picture_area(frames)  # green-screen clips are often letterboxed: score the picture only
+    frames = frames[:, rows, cols].contiguous()
+    count, height, width = frames.shape[:3]
+    background = cover(load_clip(background_path, count, max(height, width)), height, width)
+    if background.shape[0] < count:
+        raise HarmoVidError(f"{background_path} has {background.shape[0]} frames; need {count} (lower --frames).")
+    key = chroma_key(frames)
+    band = metrics.boundary_band(key, band=args.edge_band)
+
+    alphas, times = {}, {}
+    alphas["built-in, no smoothing"], times["built-in, no smoothing"] = timed(
+        lambda: segment_portrait(frames, temporal_smoothing=0.0), count
+    )
+    binary, times["built-in"] = timed(lambda: segment_portrait(frames, temporal_smoothing=args.smoothing), count)
+    alphas["built-in"] = binary
+    alphas["pseudo-alpha of built-in"], times["pseudo-alpha of built-in"] = timed(
+        lambda: pseudo_alpha(frames, binary), count
+    )
+    if args.sam2:
+        alphas["SAM 2 (auto prompt)"], times["SAM 2 (auto prompt)"] = timed(
+            lambda: segment_with_sam2(frames, checkpoint=args.sam2), count
+        )
+    alphas["chroma key (reference)"] = key
+
+    results = {}
+    for step, (name, alpha) in enumerate(alphas.items()):
+        results[name] = score_alpha(alpha, key, band, frames, background, args.edge_band)
+        if name in times:
+            results[name]["ms_per_frame"] = times[name]
+        if progress is not None:
+            progress(step + 1, len(alphas))
+    return {
+        "clip": str(clip_path),
+        "background": str(background_path),
+        "frames": count,
+        "size": [height, width],
+        "temporal_smoothing": args.smoothing,
+        "edge_band": args.edge_band,
+        "results": results,
+    }
+
+
+def print_table(report: dict) -> None:
+    height, width = report["size"]
+    print(f"Mask quality on {Path(report['clip']).name}: {report['frames']} frames at {width}x{height}, "
+          f"composites over {Path(report['background']).name}, edge band {report['edge_band']} px")
+    name_width = max(len(name) for name in report["results"]) + 2
+    print("".ljust(name_width) + "".join(header.rjust(16) for _, header, _ in COLUMNS))
+    for name, values in report["results"].items():
+        cells = [fmt.format(values[key]) if key in values else "-" for key, _, fmt in COLUMNS]
+        print(name.ljust(name_width) + "".join(cell.rjust(16) for cell in cells))
+
+
+def run(args) -> int:
+    with progress_bar("scoring masks", unit="alpha") as progress:
+        report = run_benchmark(args, progress)
+    print_table(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def register(subparsers) -> None:
+    dev = dev_data_dir()
+    parser = subparsers.add_parser(
+        "masks", help="Portrait mask quality against a green-screen key (IoU, alpha error, flicker, edges).",
+        description=__doc__,
+    )
+    parser.add_argument("--clip", default=str(dev / "people/lp_d0.mp4"), help="a green-screen portrait clip")
+    parser.add_argument(
+        "--background", default=str(dev / "backgrounds/dvp_venice_canal.mp4"), help="background video for the composites"
+    )
+    parser.add_argument("--frames", type=int, default=78, help="frames to use from the start (default 78)")
+    parser.add_argument("--size", type=int, default=512, help="short side in pixels (never upscaled; default 512)")
+    parser.add_argument(
+        "--smoothing", type=float, default=DEFAULT_TEMPORAL_SMOOTHING, help="built-in segmenter temporal smoothing"
+    )
+    parser.add_argument("--edge-band", type=int, default=5, help="half-width in px of the boundary band (default 5)")
+    parser.add_argument("--sam2", metavar="CHECKPOINT", help="also score SAM 2 from this .safetensors checkpoint")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.set_defaults(func=run)
