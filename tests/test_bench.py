@@ -19,6 +19,16 @@ from comfy_harmovid.errors import HarmoVidError
 from conftest import make_portrait_clip
 
 
+@pytest.fixture(autouse=True)
+def single_torch_thread():
+    """These clips are tiny: on a busy shared machine, waking torch's worker threads for each small
+    tensor op costs far more than the work, so run this module's tests on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def synthetic_portraits(count=2, frames=5):
     portraits = []
     for seed in range(count):
