@@ -17,8 +17,9 @@ Outputs (``VideoWriter``, ``write_video``), chosen by the path:
 - a path ending in ``/`` or without a suffix: a folder of PNGs ``000000.png``, ``000001.png``, ...
 
 Audio: ``read_video`` names the file a clip's sound can be taken from (``Video.audio_path``);
-``VideoWriter(audio_from=...)`` muxes it in, cut to the video's length: AAC/MP3/AC-3 packets are
-copied, other codecs re-encoded (AAC in mp4/mov, FLAC in mkv). PNG folders hold no audio.
+``VideoWriter(audio_from=...)`` muxes it in, cut to the video's length: AAC/MP3/AC-3 (and in mkv
+Opus/Vorbis) packets are copied, other codecs re-encoded (AAC in mp4/mov, FLAC in mkv). PNG folders
+hold no audio.
 
 Writes go to a hidden temporary next to the target that is renamed into place only when the output is
 complete; after an error the temporary is removed and the target is as it was. An existing output is
