@@ -23,7 +23,7 @@ from comfy_harmovid.segment.sam2_video import auto_prompt  # noqa: E402
 from conftest import make_portrait_clip  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
     # Tiny models on a busy shared CPU: one thread is ~100x faster than contended threads.
     threads = torch.get_num_threads()

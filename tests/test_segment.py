@@ -159,3 +159,18 @@ def test_points_and_box_text_is_parsed():
         parse_points("10,20,30")
     with pytest.raises(HarmoVidError, match="x1,y1,x2,y2"):
         parse_box("1,2,3")
+
+
+def test_bench_masks_scores_every_alpha_against_the_key(dev_data, tmp_path):
+    import json
+
+    from comfy_harmovid.cli import main as harmovid
+
+    out = tmp_path / "masks.json"
+    assert harmovid(["bench", "masks", "--frames", "4", "--size", "128", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"built-in, no smoothing", "built-in", "pseudo-alpha of built-in", "chroma key (reference)"}
+    assert results["chroma key (reference)"]["iou"] == 1.0 and results["chroma key (reference)"]["mae"] == 0.0
+    assert results["built-in"]["iou"] > 0.95, f"built-in IoU {results['built-in']['iou']:.3f} at 128 px"
+    for name, values in results.items():
+        assert values["edge_tenengrad"] > 0 and values["flicker"] >= 0, f"{name}: {values}"
