@@ -238,3 +238,14 @@ def test_config_cards_load(name):
     if name.startswith("cogvideox"):
         assert config.scheduler.get("prediction_type") == "v_prediction", f"{name}: no scheduler config"
         assert (config.num_layers, config.num_attention_heads) == ((30, 30) if name == "cogvideox-2b" else (42, 48))
+
+
+def test_one_mask_serves_a_whole_batch():
+    model = tiny_model("1.0-rope")
+    noisy, composite, background, mask, timestep = inputs(batch=2)
+    with torch.no_grad():
+        shared = model(noisy, composite, background, mask[:1], timestep)
+        explicit = model(noisy, composite, background, mask[:1].expand(2, -1, -1, -1, -1), timestep)
+    assert torch.equal(shared, explicit)
+    with pytest.raises(HarmoVidError, match="mask has batch 2 but the latents have batch 3"):
+        model(*[torch.cat([x, x[:1]]) for x in (noisy, composite, background)], mask, torch.tensor([1, 2, 3]))

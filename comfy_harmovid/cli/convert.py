@@ -24,6 +24,8 @@ def register(subparsers) -> None:
         help="safetensors with the null prompt's T5 embedding [1, L, dim] (default: computed from text_encoder/)",
     )
     parser.add_argument("--no-text-encoder", action="store_true", help="do not run text_encoder/ (zeros instead)")
+    parser.add_argument("--text-encoder-dtype", choices=["fp32", "fp16", "bf16"], default="bf16",
+                        help="precision to run text_encoder/ in (bf16: about 10 GB of RAM for T5-XXL)")
     parser.add_argument("--dtype", choices=["keep", "fp32", "fp16", "bf16"], default="keep",
                         help="weight dtype to write (default: the base checkpoint's)")
     parser.set_defaults(func=run)
@@ -37,7 +39,8 @@ def run(args) -> int:
         raise HarmoVidError(f"--output must end in .safetensors, got {output.name}.")
     dtype = None if args.dtype == "keep" else args.dtype
     config, state_dict, info = convert_cogvideox(
-        args.base, null_embedding=args.null_embedding, use_text_encoder=not args.no_text_encoder, dtype=dtype
+        args.base, null_embedding=args.null_embedding, use_text_encoder=not args.no_text_encoder,
+        text_encoder_dtype=args.text_encoder_dtype, dtype=dtype,
     )
     info["output"] = str(save_converted(config, state_dict, output))
     if args.vae_out:

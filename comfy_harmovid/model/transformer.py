@@ -72,7 +72,8 @@ class HarmoVidTransformer(nn.Module):
 
         Args:
             noisy_latent, composite_latent, background_latent: ``[B, C, T', h, w]``, C = config.out_channels.
-            mask: ``[B, 1, T, H, W]`` foreground alpha at pixel resolution, 0..1 (padded as the VAE pads).
+            mask: ``[B, 1, T, H, W]`` (or ``[1, ...]`` for all) foreground alpha at pixel resolution, 0..1,
+                T and H, W at most the latents' ``4 (T' - 1) + 1`` and ``8h, 8w`` (shorter ones are padded as the VAE pads).
             timestep: ``[B]`` (or a scalar) diffusion timesteps.
         """
         config = self.config
@@ -82,8 +83,13 @@ class HarmoVidTransformer(nn.Module):
             mask.to(noisy_latent.device, noisy_latent.dtype), latent_frames, height, width,
             config.temporal_compression_ratio, config.spatial_compression_ratio,
         )  # [B, M, T', h, w]
+        if mask_latent.shape[0] == 1 and batch > 1:
+            mask_latent = mask_latent.expand(batch, -1, -1, -1, -1)  # one mask for the whole batch
         if mask_latent.shape[0] != batch:
-            raise HarmoVidError(f"mask has batch {mask_latent.shape[0]} but the latents have batch {batch}.")
+            raise HarmoVidError(
+                f"mask has batch {mask_latent.shape[0]} but the latents have batch {batch}; pass one mask per "
+                "clip, or a single mask for all."
+            )
         timestep = self._timestep(timestep, batch, noisy_latent.device)
 
         x = torch.cat([noisy_latent, composite_latent, background_latent, mask_latent], dim=1)

@@ -8,6 +8,10 @@ is cross-faded into the output with linear ramps over the overlap. Tiles come fi
 (diffusers loops the same way), so memory holds one tile's time batch plus the output, never a second
 copy of the clip: decoding writes straight into the ``[T, H, W, 3]`` result.
 
+Latent scale: ``encode`` returns ``mean * scaling_factor`` and ``decode`` divides by it, for every
+CogVideoX VAE (the 1.5 VAE's ``invert_scale_latents`` flag only concerns diffusers' 1.5 image-to-video
+pipeline and is not used here).
+
 Pad-and-trim: see ``layout.py``. ``encode`` pads the clip (last frame repeated up to ``4k + 1``
 frames, last row/column repeated up to a multiple of ``pad_multiple``) without copying it;
 ``decode(..., frame_count, height, width)`` trims back.
