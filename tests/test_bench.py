@@ -138,3 +138,15 @@ def test_harmonize_command_runs_on_a_real_clip(dev_data, tmp_path, capsys):
     assert result["cases"] == {"lav_man2": {"lut": "warm_cinema"}}
     assert 10 < result["mean"]["identity"]["fpsnr"] < 60
     assert "identity" in capsys.readouterr().out and (tmp_path / "sheet.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["color-matcher-reinhard", "color-matcher-mvgd"])
+def test_color_matcher_baseline_moves_only_the_foreground_toward_the_background(name):
+    clip, mask, _ = make_portrait_clip(frames=2, height=48, width=64)
+    out = methods.harmonize_methods()[name](clip, mask, mask)
+    inside = mask >= 0.5
+    assert torch.equal(out[~inside], clip[~inside]), f"{name} changed the background"
+    background_mean = clip[~inside].mean(0)
+    before = (clip[inside].mean(0) - background_mean).norm()
+    after = (out[inside].mean(0) - background_mean).norm()
+    assert after < 0.5 * before, f"{name}: foreground mean moved from {before:.3f} to {after:.3f} off the background's"

@@ -23,9 +23,13 @@ def _identity_harmonize(composite, alpha, mask):
 
 
 def _color_matcher(method: str):
-    """The color-matcher package as ComfyUI's ColorMatch node calls it (``ColorMatcher().transfer(src,
-    ref, method)`` per frame), given the foreground pixels as source and the background pixels as
-    reference, then composited back through the alpha."""
+    """The color-matcher package as ComfyUI's ColorMatch node uses it (``transfer(src, ref, method)``
+    per frame), given the foreground pixels as source and the background pixels as reference, then
+    composited back through the alpha.
+
+    The method is also passed to the constructor: color-matcher picks the MVGD solver there, so the
+    node's ``ColorMatcher()`` silently runs "mvgd" (and "hm-mvgd-hm") with the MKL solver.
+    """
 
     def run(composite, alpha, mask):
         from color_matcher import ColorMatcher
@@ -34,10 +38,16 @@ def _color_matcher(method: str):
         for frame, frame_alpha, frame_mask in zip(composite, alpha, mask):
             image = frame.numpy().astype(np.float64)
             inside = frame_mask.numpy() >= 0.5
+            if inside.all() or not inside.any():  # no foreground, or no background to match to
+                outputs.append(frame)
+                continue
             # color-matcher wants an image [H, W, 3]: a column of pixels is one.
             source, palette = image[inside][:, None, :], image[~inside][:, None, :]
+            # The analytical MVGD solver needs as many reference pixels as source pixels: take an
+            # evenly spaced sample of the background (its colour distribution is kept).
+            palette = palette[np.linspace(0, len(palette) - 1, len(source)).round().astype(int)]
             matched = image.copy()
-            matched[inside] = ColorMatcher().transfer(src=source, ref=palette, method=method)[:, 0, :]
+            matched[inside] = ColorMatcher(method=method).transfer(src=source, ref=palette, method=method)[:, 0, :]
             matched = torch.from_numpy(np.clip(matched, 0.0, 1.0)).float()
             weight = frame_alpha[..., None]
             outputs.append(weight * matched + (1 - weight) * frame)
