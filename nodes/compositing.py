@@ -49,12 +49,13 @@ class HarmoVidPseudoAlpha:
                 "edge_awareness": (
                     "FLOAT",
                     {
-                        "default": 0.5,
+                        "default": 1.0,
                         "min": 0.0,
                         "max": 1.0,
                         "step": 0.05,
-                        "tooltip": "0 = a plain smooth ramp across the mask edge; 1 = follow the image's edges "
-                        "(hair, a mask a few pixels off) as closely as possible.",
+                        "tooltip": "0 = a plain smooth ramp across the mask edge; 1 = follow the image's own "
+                        "edges (hair, anti-aliased outlines); where the image shows no edge the alpha still "
+                        "decays smoothly.",
                     },
                 ),
                 "temporal_smoothing": (
