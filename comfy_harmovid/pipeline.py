@@ -191,16 +191,17 @@ def harmonize_video(
         raise HarmoVidError("The foreground is placed entirely outside the background; bring x/y back toward 0.")
     harmonizer = StatisticsHarmonizer(settings.harmonize_strength) if settings.harmonize_method != "none" else None
     deflicker = Deflicker(settings.deflicker_strength) if settings.deflicker_strength > 0 else None
-    audio_from = {"foreground": foreground, "background": background, "none": None}[audio]
-    if audio_from is not None and not probe_video(audio_from).has_audio:
-        audio_from = None  # nothing to keep
+    audio_info = {"foreground": fg_info, "background": bg_info, "none": None}[audio]
+    audio_from = audio_info.path if audio_info is not None and audio_info.has_audio else None
+    audio_start = audio_info.start_time if audio_from is not None else 0.0
 
     clock = _StageClock()
     total = len(schedule)
     kept = {}
     keep_frames = {round(i * (total - 1) / max(sample_frames - 1, 1)) for i in range(sample_frames)}
     saw_person = False
-    with VideoWriter(output, bg_info.fps, crf=crf, audio_from=audio_from, overwrite=overwrite) as writer:
+    with VideoWriter(output, bg_info.fps, crf=crf, audio_from=audio_from, audio_start=audio_start,
+                     overwrite=overwrite) as writer:
         for start in range(0, total, settings.chunk_frames):
             pairs = schedule[start : start + settings.chunk_frames]
             fg = clock.run("decode", lambda: torch.stack([fg_frames[i] for i, _ in pairs]))
