@@ -84,8 +84,10 @@ def portrait_from_frames(name: str, frames: torch.Tensor) -> Portrait:
 
 def load_portraits(paths: Sequence[Path], frames: int, short_side: int, progress: ProgressCallback = None):
     """Load and mask every clip in ``paths``."""
-    portraits = []
+    portraits, names = [], set()
     for index, path in enumerate(paths):
-        portraits.append(portrait_from_frames(path.stem, load_clip(path, frames, short_side)))
+        name = path.stem if path.stem not in names else f"{path.stem}-{index}"  # clips from two folders
+        names.add(name)
+        portraits.append(portrait_from_frames(name, load_clip(path, frames, short_side)))
         report(progress, index + 1, len(paths))
     return portraits
