@@ -152,9 +152,10 @@ class HarmoVidMultiDiffusionTiler:
                 ),
                 "weighting": (
                     list(WEIGHTINGS),
-                    {"default": "overlap-linear",
-                     "tooltip": "How overlapping windows are blended. overlap-linear: linear cross-fade over the "
-                     "shared frames only. pyramid: each window fades from its centre. flat: plain average."},
+                    {"default": "pyramid",
+                     "tooltip": "How overlapping windows are blended. pyramid: each window fades from its centre "
+                     "(smoothest light across borders in `harmovid bench diffusion`). overlap-linear: linear "
+                     "cross-fade over the shared frames only. flat: plain average (visible seams)."},
                 ),
                 "tile_size": (
                     "INT",
@@ -176,7 +177,7 @@ class HarmoVidMultiDiffusionTiler:
     FUNCTION = "tile"
     CATEGORY = CATEGORY
 
-    def tile(self, model, window_frames=85, overlap_frames=24, weighting="overlap-linear", tile_size=0, tile_overlap=64):
+    def tile(self, model, window_frames=85, overlap_frames=24, weighting="pyramid", tile_size=0, tile_overlap=64):
         config = model.transformer.config
         settings = MultiDiffusion.from_video_units(
             window_frames,

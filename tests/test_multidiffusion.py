@@ -145,3 +145,12 @@ def test_one_window_equals_plain_sampling_with_the_real_transformer(card):
     assert torch.equal(plain, windowed), f"{card}: one window differs from plain by {(plain - windowed).abs().max():.3g}"
     split = sample(model, condition, seed=5, steps=2, guidance=3.0, multidiffusion=MultiDiffusion(window=3, overlap=1))
     assert torch.isfinite(split).all() and not torch.equal(plain, split), f"{card}: split windows were not used"
+
+
+def test_blended_windows_hide_the_seams_that_flat_averaging_shows():
+    from comfy_harmovid.bench.diffusion import seam_runs
+
+    ratios = {row["weighting"]: row["ratio"] for row in seam_runs("tiny", 32, 32, dict(window=7, overlap=2))}
+    assert ratios["none (one pass)"] == pytest.approx(1.0, abs=1e-3), f"one pass cannot have seams: {ratios}"
+    assert ratios["flat"] > 1.15, f"the stand-in's window disagreement must show with flat weights: {ratios}"
+    assert ratios["pyramid"] < 1.05 and ratios["overlap-linear"] < ratios["flat"], f"blending left seams: {ratios}"

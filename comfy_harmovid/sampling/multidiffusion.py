@@ -19,7 +19,9 @@ Weightings, along each axis that is split:
 - ``overlap-linear``: 1 inside, linear ramps only across the frames shared with a neighbour, so two
   neighbours' ramps add up to exactly 1.
 
-Sides at the clip's edge are never ramped: no other window covers them.
+Sides at the clip's edge are never ramped: no other window covers them. ``pyramid`` is the default:
+in ``harmovid bench diffusion``'s seam report it spreads the windows' disagreement over whole windows
+and leaves the least jump at borders (flat leaves the most).
 """
 
 from dataclasses import dataclass
@@ -107,7 +109,7 @@ class MultiDiffusion:
 
     window: int = 22
     overlap: int = 6
-    weighting: str = "overlap-linear"
+    weighting: str = "pyramid"
     tile: int = 0
     tile_overlap: int = 8
 
@@ -130,7 +132,7 @@ class MultiDiffusion:
         cls,
         window_frames: int = 85,
         overlap_frames: int = 24,
-        weighting: str = "overlap-linear",
+        weighting: str = "pyramid",
         tile_pixels: int = 0,
         tile_overlap_pixels: int = 64,
         temporal_compression: int = 4,
