@@ -269,3 +269,8 @@ def test_convert_rejects_folders_that_are_not_cogvideox(tmp_path, capsys):
         from comfy_harmovid.model.convert import convert_cogvideox
 
         convert_cogvideox(folder)
+
+
+def test_a_folder_passed_as_checkpoint_points_to_convert(tmp_path):
+    with pytest.raises(HarmoVidError, match="is a folder, not a checkpoint file.*harmovid convert"):
+        load_transformer(tmp_path)

@@ -8,7 +8,7 @@ A HarmoVid transformer checkpoint is one ``.safetensors`` file whose metadata ho
 
 import json
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Tuple, Union
+from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
 
 import torch
 from accelerate import init_empty_weights
@@ -55,21 +55,57 @@ def _reject_pickle(path: Path) -> None:
         )
 
 
-def read_safetensors(path: Union[str, Path], device: str = "cpu") -> Tuple[StateDict, Dict[str, str]]:
-    """All tensors and the metadata of one safetensors file, with a clear error for anything else."""
-    path = Path(path)
+def _open_safetensors(path: Path):
+    if path.is_dir():
+        raise HarmoVidError(
+            f"{path} is a folder, not a checkpoint file. For a diffusers CogVideoX folder, make a HarmoVid "
+            "checkpoint first: `harmovid convert --base <folder> -o harmovid.safetensors`."
+        )
     if not path.is_file():
         raise HarmoVidError(f"Checkpoint {path} does not exist. Check the path or the models folder.")
     _reject_pickle(path)
+    return safe_open(str(path), framework="pt", device="cpu")
+
+
+def _unreadable(path: Path, error: Exception) -> HarmoVidError:
+    return HarmoVidError(
+        f"{path.name} is not a readable safetensors file ({error}). It may be truncated or not a model; "
+        "download or save it again."
+    )
+
+
+def read_safetensors_header(path: Union[str, Path]) -> Tuple[Dict[str, Tuple[int, ...]], Dict[str, str]]:
+    """Tensor shapes and metadata of a safetensors file, without reading the weights."""
+    path = Path(path)
     try:
-        with safe_open(str(path), framework="pt", device=str(device)) as handle:
+        with _open_safetensors(path) as handle:
             metadata = dict(handle.metadata() or {})
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+            shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise HarmoVidError(
-            f"{path.name} is not a readable safetensors file ({error}). It may be truncated or not a model; "
-            "download or save it again."
-        ) from error
+        raise _unreadable(path, error) from error
+    return shapes, metadata
+
+
+def read_safetensors(
+    path: Union[str, Path], *, dtype: Optional[torch.dtype] = None, device: Union[str, torch.device] = "cpu"
+) -> Tuple[StateDict, Dict[str, str]]:
+    """All tensors and the metadata of one safetensors file, with a clear error for anything else.
+
+    Floating-point tensors are cast to ``dtype`` and moved to ``device`` one at a time, so loading never
+    holds a second full copy of the weights.
+    """
+    path = Path(path)
+    tensors = {}
+    try:
+        with _open_safetensors(path) as handle:
+            metadata = dict(handle.metadata() or {})
+            for name in handle.keys():
+                tensor = handle.get_tensor(name)
+                if dtype is not None and tensor.is_floating_point():
+                    tensor = tensor.to(dtype)
+                tensors[name] = tensor.to(device)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise _unreadable(path, error) from error
     return tensors, metadata
 
 
@@ -118,8 +154,11 @@ def _config_from_metadata(metadata: Mapping[str, str], key: str, path: Path) -> 
         raise HarmoVidError(f"The config stored in {path.name} is not valid JSON ({error}).") from error
 
 
-def check_state_dict(expected: Mapping[str, torch.Size], found: Mapping[str, torch.Tensor], what: str) -> None:
-    """Raise one error listing missing, unexpected and wrongly shaped weights (a few of each)."""
+def check_state_dict(expected: Mapping[str, torch.Size], found: Mapping, what: str) -> None:
+    """Raise one error listing missing, unexpected and wrongly shaped weights (a few of each).
+
+    ``found`` maps names to tensors or to shapes.
+    """
 
     def few(items: Iterable[str]) -> str:
         items = list(items)
@@ -128,10 +167,11 @@ def check_state_dict(expected: Mapping[str, torch.Size], found: Mapping[str, tor
 
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
+    found_shapes = {name: tuple(getattr(value, "shape", value)) for name, value in found.items()}
     mismatched = [
-        f"{name}: expected {tuple(expected[name])}, found {tuple(found[name].shape)}"
+        f"{name}: expected {tuple(expected[name])}, found {found_shapes[name]}"
         for name in sorted(set(expected) & set(found))
-        if tuple(found[name].shape) != tuple(expected[name])
+        if found_shapes[name] != tuple(expected[name])
     ]
     problems = []
     if mismatched:
@@ -151,13 +191,12 @@ def _contiguous(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return {name: tensor.detach().contiguous() for name, tensor in state_dict.items()}
 
 
-def _load_into(model: torch.nn.Module, state_dict: StateDict, dtype: torch.dtype, device, what: str):
-    expected = {name: tensor.shape for name, tensor in model.state_dict().items()}
-    check_state_dict(expected, state_dict, what)
-    state_dict = {
-        name: tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype)
-        for name, tensor in state_dict.items()
-    }
+def _expected_shapes(model: torch.nn.Module) -> Dict[str, torch.Size]:
+    return {name: tensor.shape for name, tensor in model.state_dict().items()}
+
+
+def _finish_load(model: torch.nn.Module, state_dict: StateDict, dtype: torch.dtype, device) -> torch.nn.Module:
+    """Put checked weights (already in ``dtype`` on ``device``) into a model built on the meta device."""
     model.load_state_dict(state_dict, strict=True, assign=True)
     # Buffers that are not saved (e.g. sin-cos position tables) were built at init: move them too.
     # (torch's own Module.to: diffusers' override only adds a log message about fp32 modules.)
@@ -181,12 +220,14 @@ def load_transformer(
 ) -> HarmoVidTransformer:
     """A ``HarmoVidTransformer`` from a checkpoint made by ``save_transformer`` or ``harmovid convert``."""
     path = Path(path)
-    torch_dtype = resolve_dtype(dtype)
-    state_dict, metadata = read_safetensors(path)
+    torch_dtype, device = resolve_dtype(dtype), torch.device(device)
+    shapes, metadata = read_safetensors_header(path)  # check everything before reading gigabytes
     config = HarmoVidConfig.from_dict(_config_from_metadata(metadata, TRANSFORMER_CONFIG_KEY, path))
     with init_empty_weights(include_buffers=False):  # no random init of billions of weights
         model = HarmoVidTransformer(config)
-    return _load_into(model, state_dict, torch_dtype, torch.device(device), f"Checkpoint {path.name}")
+    check_state_dict(_expected_shapes(model), shapes, f"Checkpoint {path.name}")
+    state_dict, _ = read_safetensors(path, dtype=torch_dtype, device=device)
+    return _finish_load(model, state_dict, torch_dtype, device)
 
 
 # -- VAE -------------------------------------------------------------------------------------------
@@ -221,7 +262,7 @@ def load_vae(
     from .vae import HarmoVidVAE
 
     path = Path(path)
-    torch_dtype = resolve_dtype(dtype)
+    torch_dtype, device = resolve_dtype(dtype), torch.device(device)
     if path.is_dir():
         if not (path / "config.json").is_file() and (path / "vae").is_dir():
             path = path / "vae"
@@ -229,14 +270,21 @@ def load_vae(
         class_name = config.get("_class_name", "AutoencoderKLCogVideoX")
         if class_name != "AutoencoderKLCogVideoX":
             raise HarmoVidError(f"{path} holds a {class_name}, not a CogVideoX VAE (AutoencoderKLCogVideoX).")
+        found = state_dict
     else:
-        state_dict, metadata = read_safetensors(path)
+        found, metadata = read_safetensors_header(path)
         config = _config_from_metadata(metadata, VAE_CONFIG_KEY, path)
+        state_dict = None
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     try:
         with init_empty_weights(include_buffers=False):
             module = AutoencoderKLCogVideoX.from_config(config)
     except (TypeError, ValueError) as error:
         raise HarmoVidError(f"The VAE config in {path.name} is not a CogVideoX VAE config ({error}).") from error
-    module = _load_into(module, state_dict, torch_dtype, torch.device(device), f"VAE {path.name}")
+    check_state_dict(_expected_shapes(module), found, f"VAE {path.name}")
+    if state_dict is None:
+        state_dict, _ = read_safetensors(path, dtype=torch_dtype, device=device)
+    else:
+        state_dict = {k: v.to(device, torch_dtype if v.is_floating_point() else v.dtype) for k, v in state_dict.items()}
+    module = _finish_load(module, state_dict, torch_dtype, device)
     return HarmoVidVAE(module, tile_size=tile_size, tile_overlap=tile_overlap)
