@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import HarmoVidError
-from .filters import downsample, fast_guided_filter, tent_count, tent_sum, upsample
+from .filters import bounding_slices, downsample, fast_guided_filter, tent_count, tent_sum, upsample
 from .progress import ProgressCallback, report
 from .validate import check_frames, check_mask, check_not_empty, check_same_length, check_same_size
 
@@ -73,6 +73,7 @@ class PseudoAlpha:
         self.guide_subsample = max(1, self.guide_radius // 2)
         # Motion anywhere within reach of a pixel's alpha (the band plus the guide) stops its smoothing.
         self.motion_reach = math.ceil(2 * band_width / MOTION_BLOCK)
+        self._grid = math.lcm(MOTION_BLOCK, self.guide_subsample)  # work areas start on both block grids
         self.reset()
 
     def reset(self) -> None:
@@ -94,14 +95,30 @@ class PseudoAlpha:
         alphas = []
         for start in range(0, frames.shape[0], BATCH_FRAMES):
             chunk = frames[start : start + BATCH_FRAMES].float()
-            soft, window, fixed, fixed_value = self._spatial(chunk, mask[start : start + BATCH_FRAMES].float())
+            chunk_mask = mask[start : start + BATCH_FRAMES].float().clamp(0, 1)
+            alpha = (chunk_mask >= 0.5).float()  # exact wherever no boundary is in reach
+            rows, cols = self._work_area(alpha)
+            soft, window, fixed, fixed_value = self._spatial(chunk[:, rows, cols], chunk_mask[:, rows, cols])
             for t in range(chunk.shape[0]):
-                alphas.append(self._temporal(chunk[t], soft[t], window[t], fixed[t], fixed_value[t]))
-        return torch.stack(alphas)
+                alpha[t, rows, cols] = self._temporal(
+                    chunk[t], (rows, cols), soft[t], window[t], fixed[t], fixed_value[t]
+                )
+                self._previous_frame, self._previous_alpha = chunk[t], alpha[t]
+            alphas.append(alpha)
+        return torch.cat(alphas)
+
+    def _work_area(self, binary: torch.Tensor):
+        """Rows and columns that hold every mask boundary of the chunk, with margin for all filters.
+
+        Pixels outside are farther than the band from any boundary, so their alpha is the mask itself;
+        the margin covers every filter's reach, and the corner sits on the downsampling grids, so the
+        result inside is the same as computing the whole frame.
+        """
+        margin = 2 * self.band_width + 2 * self.guide_radius + 2 * self._grid
+        return bounding_slices(binary, margin, self._grid)
 
     def _spatial(self, frames: torch.Tensor, mask: torch.Tensor):
         """Per-frame soft alpha, the blending window inside the band, and the fixed 0/1 pixels."""
-        mask = mask.clamp(0, 1)
         binary = (mask >= 0.5).to(torch.int64)
         inner = self.band_width // 2
         outer = self.band_width - inner
@@ -117,27 +134,27 @@ class PseudoAlpha:
         window = (WINDOW_GAIN * ramp * (1 - ramp)).clamp(0, 1)
 
         soft = ramp
-        if self.edge_awareness > 0:
+        if self.edge_awareness > 0 and binary.numel() > 0:
             guide = frames.permute(0, 3, 1, 2)
             guided = fast_guided_filter(guide, mask, self.guide_radius, GUIDE_EPS, self.guide_subsample)
             soft = ramp + self.edge_awareness * window * (guided - ramp)
         return soft.clamp(0, 1), window, fixed, fixed_value
 
-    def _temporal(self, frame, soft, window, fixed, fixed_value) -> torch.Tensor:
+    def _temporal(self, frame, area, soft, window, fixed, fixed_value) -> torch.Tensor:
+        """Blend the band with the previous frame's alpha where nothing moved nearby (on the work area)."""
         alpha = soft
-        if self.temporal_smoothing > 0 and self._previous_alpha is not None:
+        if self.temporal_smoothing > 0 and self._previous_alpha is not None and soft.numel() > 0:
             # Colour change averaged over small blocks (so sensor noise does not read as motion), then
             # spread as far as a pixel's alpha looks: an edge that moved nearby changes this pixel's alpha.
-            difference = (frame - self._previous_frame).abs().mean(-1)
+            difference = (frame[area] - self._previous_frame[area]).abs().mean(-1)
             change = downsample(difference, MOTION_BLOCK)[None]
-            change = F.max_pool2d(change, 2 * self.motion_reach + 1, stride=1, padding=self.motion_reach)[0]
-            change = upsample(change, MOTION_BLOCK, difference.shape)
-            keep = self.temporal_smoothing * torch.exp(-((change / MOTION_SCALE) ** 2)) * window
-            alpha = soft + keep * (self._previous_alpha - soft)
-        alpha = torch.where(fixed, fixed_value, alpha)
-        self._previous_frame = frame
-        self._previous_alpha = alpha
-        return alpha
+            reach = self.motion_reach
+            change = F.max_pool2d(change, (1, 2 * reach + 1), stride=1, padding=(0, reach))
+            change = F.max_pool2d(change, (2 * reach + 1, 1), stride=1, padding=(reach, 0))[0]
+            still = upsample(torch.exp(-((change / MOTION_SCALE) ** 2)), MOTION_BLOCK, difference.shape)
+            keep = self.temporal_smoothing * still * window
+            alpha = soft + keep * (self._previous_alpha[area] - soft)
+        return torch.where(fixed, fixed_value, alpha)
 
 
 def pseudo_alpha(

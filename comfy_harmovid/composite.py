@@ -18,7 +18,7 @@ from typing import List, NamedTuple, Optional, Tuple
 import torch
 
 from .errors import HarmoVidError
-from .filters import box_mean, resize
+from .filters import bounding_slices, box_mean, downsample, resize, upsample
 from .progress import ProgressCallback, report
 from .validate import check_frames, check_mask, check_same_length, check_same_size
 
@@ -190,17 +190,29 @@ class Placement:
 # Colour: decontamination and blending
 
 
+def _local_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Box mean of radius ``radius``, computed at a resolution where it spans about 8 pixels.
+
+    Blur fusion only needs smooth local colour averages, so they are taken on a smaller image (at
+    least halved) and scaled back up; the fine detail comes from the full-resolution image and alpha.
+    """
+    factor = max(2, radius // 8)
+    small = box_mean(downsample(x, factor), max(1, round(radius / factor)))
+    return upsample(small, factor, x.shape[-2:])
+
+
 def _blur_fusion(image, alpha, foreground, background, radius):
-    """One pass of Forte & Pitie's blur-fusion foreground estimate; returns (foreground, blurred background).
+    """One pass of Forte & Pitie's blur-fusion foreground estimate; returns (foreground, local background).
 
     image, foreground, background: ``[T, 3, H, W]``; alpha: ``[T, 1, H, W]``.
     """
-    blurred_alpha = box_mean(alpha, radius)
-    blurred_fg = box_mean(foreground * alpha, radius) / (blurred_alpha + 1e-5)
-    blurred_bg = box_mean(background * (1 - alpha), radius) / ((1 - blurred_alpha) + 1e-5)
+    means = _local_mean(torch.cat([alpha, foreground * alpha, background * (1 - alpha)], dim=1), radius)
+    blurred_alpha, weighted_fg, weighted_bg = means[:, :1], means[:, 1:4], means[:, 4:]
+    local_fg = weighted_fg / (blurred_alpha + 1e-5)
+    local_bg = weighted_bg / ((1 - blurred_alpha) + 1e-5)
     # Local colours explain the image as alpha * F + (1 - alpha) * B; the residual goes to F.
-    estimate = blurred_fg + alpha * (image - alpha * blurred_fg - (1 - alpha) * blurred_bg)
-    return estimate.clamp(0, 1), blurred_bg
+    estimate = local_fg + alpha * (image - alpha * local_fg - (1 - alpha) * local_bg)
+    return estimate.clamp(0, 1), local_bg
 
 
 def decontaminate_foreground(frames: torch.Tensor, alpha: torch.Tensor, *, radius: Optional[int] = None) -> torch.Tensor:
@@ -208,21 +220,27 @@ def decontaminate_foreground(frames: torch.Tensor, alpha: torch.Tensor, *, radiu
 
     Where ``alpha`` is 1 the frames are unchanged; where it is soft, each pixel's colour is replaced by
     an estimate of the foreground alone (so a green screen or a bright wall does not fringe the edge
-    when composited elsewhere). ``radius`` of the large blur must reach well past the soft band into
-    solid foreground and clean background; it defaults to 1/16 of the larger image side (at least
-    16 pixels), near the 90 pixels Forte & Pitie use on 1-2 megapixel images.
+    when composited elsewhere); where it is 0, by the nearby foreground colour, so resizing does not
+    pull the old background in either. ``radius`` of the large blur must reach well past the soft
+    band into solid foreground and clean background; it defaults to 1/16 of the larger image side
+    (at least 16 pixels), near the 90 pixels Forte & Pitie use on 1-2 megapixel images.
     """
     frames = check_frames(frames, "foreground")
     alpha = check_mask(alpha, "alpha")
     check_same_size(frames, alpha, "foreground", "alpha")
     check_same_length(frames, alpha, "foreground", "alpha")
     radius = radius or max(16, max(frames.shape[1:3]) // 16)
-    image = frames.permute(0, 3, 1, 2).float()
-    a = alpha.clamp(0, 1).unsqueeze(1).float()
-    estimate, blurred_bg = _blur_fusion(image, a, image, image, radius)
-    estimate, _ = _blur_fusion(image, a, estimate, blurred_bg, max(2, radius // 15))
-    out = torch.where(a >= 1, image, estimate)  # leave the solid foreground bit-exact
-    return out.permute(0, 2, 3, 1).to(frames.dtype)
+    alpha = alpha.clamp(0, 1)
+    # Only pixels near the foreground change; the margin keeps every window used there whole.
+    rows, cols = bounding_slices(alpha, radius + 16)
+    image = frames[:, rows, cols].permute(0, 3, 1, 2).float()
+    a = alpha[:, rows, cols].unsqueeze(1).float()
+    # Two passes as in Forte & Pitie: a wide one separates the colours, a narrow one refines them.
+    estimate, local_bg = _blur_fusion(image, a, image, image, radius)
+    estimate, _ = _blur_fusion(image, a, estimate, local_bg, max(2, radius // 15))
+    out = frames.clone()
+    out[:, rows, cols] = torch.where(a >= 1, image, estimate).permute(0, 2, 3, 1).to(frames.dtype)
+    return out
 
 
 def alpha_over(foreground: torch.Tensor, background: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

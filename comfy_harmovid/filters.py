@@ -63,6 +63,25 @@ def tent_count(height: int, width: int, inner: int, outer: int, device) -> torch
     return tent_sum(torch.ones(height, width, dtype=torch.int64, device=device), inner, outer)
 
 
+def bounding_slices(mask: torch.Tensor, margin: int, grid: int = 1):
+    """Rows and columns ``(slice, slice)`` around every nonzero pixel of ``[..., H, W]``, widened by
+    ``margin`` on each side (clipped to the image), the start snapped down to a multiple of ``grid``.
+
+    Empty slices when the mask is all zero.
+    """
+    height, width = mask.shape[-2:]
+    flat = mask.reshape(-1, height, width) != 0
+    rows = torch.nonzero(flat.any(dim=(0, 2))).flatten()
+    cols = torch.nonzero(flat.any(dim=(0, 1))).flatten()
+    if rows.numel() == 0:
+        return slice(0, 0), slice(0, 0)
+    top = max(0, int(rows[0]) - margin) // grid * grid
+    left = max(0, int(cols[0]) - margin) // grid * grid
+    bottom = min(height, int(rows[-1]) + 1 + margin)
+    right = min(width, int(cols[-1]) + 1 + margin)
+    return slice(top, bottom), slice(left, right)
+
+
 def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Binary dilation of a 0/1 mask with a square of side ``2r+1`` (1 where any pixel in the window is 1)."""
     return (box_sum((mask > 0.5).to(torch.float32), radius) > 0.5).to(mask.dtype)

@@ -166,3 +166,17 @@ def test_pseudo_alpha_node_returns_a_soft_mask(portrait_clip):
     assert alpha.shape == mask.shape
     assert ((alpha > 0) & (alpha < 1)).any(), "the node's alpha has no soft edge"
     assert torch.equal(alpha[:, 0, 0], mask[:, 0, 0]), "a far background corner should stay exactly 0"
+
+
+def test_working_only_around_the_boundary_matches_the_whole_frame(portrait_clip, monkeypatch):
+    small_frames, small_mask, _ = portrait_clip
+    frames = torch.full((8, 160, 200, 3), 0.3)
+    mask = torch.zeros(8, 160, 200)
+    frames[:, 50:114, 70:150] = small_frames
+    mask[:, 50:114, 70:150] = small_mask
+    cropped = pseudo_alpha(frames, mask)
+    whole_frame = (slice(0, 160), slice(0, 200))
+    monkeypatch.setattr(PseudoAlpha, "_work_area", lambda self, binary: whole_frame)
+    full = pseudo_alpha(frames, mask)
+    # Only the rounding of the running sums differs.
+    assert torch.allclose(cropped, full, atol=1e-3), f"differs by up to {(cropped - full).abs().max():.2e}"

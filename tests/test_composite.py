@@ -188,3 +188,14 @@ def test_composite_node_returns_three_outputs_at_background_size(portrait_clip):
     out = getattr(node, node.FUNCTION)(frames, background, mask, **settings)
     assert [tuple(t.shape) for t in out] == [(4, 40, 100, 3), (4, 40, 100), (4, 40, 100, 3)]
     assert len(out) == len(HarmoVidComposite.RETURN_TYPES) == len(HarmoVidComposite.OUTPUT_TOOLTIPS)
+
+
+def test_decontamination_only_changes_pixels_near_the_foreground():
+    frames = torch.rand(2, 96, 128, 3, generator=torch.Generator().manual_seed(3))
+    alpha = torch.zeros(2, 96, 128)
+    alpha[:, 40:56, 50:70] = 0.5
+    cleaned = decontaminate_foreground(frames, alpha, radius=8)
+    far = torch.ones(96, 128, dtype=torch.bool)
+    far[40 - 24 : 56 + 24, 50 - 24 : 70 + 24] = False
+    assert torch.equal(cleaned[:, far], frames[:, far]), "pixels far from any alpha changed"
+    assert not torch.equal(cleaned[:, 40:56, 50:70], frames[:, 40:56, 50:70]), "the soft pixels were not cleaned"
