@@ -180,3 +180,20 @@ def test_working_only_around_the_boundary_matches_the_whole_frame(portrait_clip,
     full = pseudo_alpha(frames, mask)
     # Only the rounding of the running sums differs.
     assert torch.allclose(cropped, full, atol=1e-3), f"differs by up to {(cropped - full).abs().max():.2e}"
+
+
+def test_pseudo_alpha_of_a_binary_key_is_closer_to_the_soft_key_on_real_footage(dev_data):
+    from comfy_harmovid.io import read_video
+    from comfy_harmovid.segment.chroma import chroma_key
+
+    frames = read_video(dev_data / "people/lp_d0.mp4", max_frames=6).frames
+    key = chroma_key(frames)
+    binary = (key >= 0.5).float()
+    band = torch.from_numpy(
+        np.stack([chessboard_distance_to_boundary(m).numpy() <= 12 for m in binary])
+    )  # where the alpha may differ from the mask
+    binary_error = (binary - key).abs()[band].mean()
+    alpha_error = (pseudo_alpha(frames, binary) - key).abs()[band].mean()
+    assert alpha_error < 0.85 * binary_error, (
+        f"pseudo-alpha error {alpha_error:.4f} vs the binary mask's {binary_error:.4f} against the soft key"
+    )

@@ -199,3 +199,20 @@ def test_decontamination_only_changes_pixels_near_the_foreground():
     far[40 - 24 : 56 + 24, 50 - 24 : 70 + 24] = False
     assert torch.equal(cleaned[:, far], frames[:, far]), "pixels far from any alpha changed"
     assert not torch.equal(cleaned[:, 40:56, 50:70], frames[:, 40:56, 50:70]), "the soft pixels were not cleaned"
+
+
+def test_decontamination_removes_green_spill_from_a_real_green_screen_edge(dev_data):
+    from comfy_harmovid.io import read_video
+    from comfy_harmovid.segment.chroma import chroma_key, green_difference
+
+    frames = read_video(dev_data / "people/lp_d0.mp4", max_frames=3).frames
+    alpha = chroma_key(frames)
+    background = torch.full_like(frames, 0.4)
+    band = (alpha > 0.05) & (alpha < 0.95)
+
+    def green_excess(decontaminate):
+        out = composite(frames, background, alpha, decontaminate=decontaminate).composite
+        return green_difference(out)[band].clamp(min=0).mean()
+
+    plain, clean = green_excess(False), green_excess(True)
+    assert clean < 0.5 * plain, f"green excess on the edge {clean:.4f} decontaminated vs {plain:.4f} plain"
