@@ -11,6 +11,9 @@ smoothing, the pseudo-alpha made from its binary mask, and optionally SAM 2:
   boundary) of composites over a background video made with each alpha; the composite made with
   the key itself is the reference for what a correct edge scores;
 - segmentation time per frame.
+
+``--flicker-clips`` adds a second table: the built-in mask's flicker with and without temporal
+smoothing on other clips (no key needed), e.g. ones with head motion or a moving camera.
 """
 
 import json
@@ -116,6 +119,27 @@ def run_benchmark(args, progress=None) -> dict:
     }
 
 
+def flicker_benchmark(paths, frames: int, size: int, smoothing: float) -> dict:
+    """Built-in mask flicker without and with temporal smoothing, per clip."""
+    results = {}
+    for path in paths:
+        clip = load_clip(path, frames, size)
+        raw = mask_flicker(segment_portrait(clip, temporal_smoothing=0.0), clip)
+        smoothed = mask_flicker(segment_portrait(clip, temporal_smoothing=smoothing), clip)
+        results[Path(path).name] = {
+            "frames": clip.shape[0],
+            "flicker_no_smoothing": raw,
+            "flicker_smoothed": smoothed,
+            "reduction": 1.0 - smoothed / raw if raw > 0 else 0.0,
+        }
+    return results
+
+
+def _dev_path(name: str) -> Path:
+    path = Path(name)
+    return path if path.exists() else dev_data_dir() / name
+
+
 def print_table(report: dict) -> None:
     height, width = report["size"]
     print(f"Mask quality on {Path(report['clip']).name}: {report['frames']} frames at {width}x{height}, "
@@ -125,11 +149,20 @@ def print_table(report: dict) -> None:
     for name, values in report["results"].items():
         cells = [fmt.format(values[key]) if key in values else "-" for key, _, fmt in COLUMNS]
         print(name.ljust(name_width) + "".join(cell.rjust(16) for cell in cells))
+    if report.get("flicker"):
+        print(f"\nBuilt-in mask flicker, temporal smoothing 0 vs {report['temporal_smoothing']}:")
+        print("clip".ljust(20) + "frames".rjust(8) + "no smoothing".rjust(16) + "smoothed".rjust(16) + "reduction".rjust(12))
+        for name, values in report["flicker"].items():
+            print(name.ljust(20) + str(values["frames"]).rjust(8) + f"{values['flicker_no_smoothing']:.2e}".rjust(16)
+                  + f"{values['flicker_smoothed']:.2e}".rjust(16) + f"{values['reduction']:.0%}".rjust(12))
 
 
 def run(args) -> int:
     with progress_bar("scoring masks", unit="alpha") as progress:
         report = run_benchmark(args, progress)
+    if args.flicker_clips:
+        paths = [_dev_path(name) for name in args.flicker_clips]
+        report["flicker"] = flicker_benchmark(paths, args.frames, args.size, args.smoothing)
     print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -153,5 +186,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--edge-band", type=int, default=5, help="half-width in px of the boundary band (default 5)")
     parser.add_argument("--sam2", metavar="CHECKPOINT", help="also score SAM 2 from this .safetensors checkpoint")
+    parser.add_argument(
+        "--flicker-clips", nargs="*", metavar="CLIP",
+        help="also measure the built-in mask's flicker with and without smoothing on these clips "
+        "(paths, or names under the dev data folder such as people/lp_d3.mp4)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.set_defaults(func=run)
