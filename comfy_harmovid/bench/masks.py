@@ -68,6 +68,12 @@ def score_alpha(alpha, key, band, frames, background, edge_band: int) -> dict:
     }
 
 
+def pseudo_alpha_settings(args) -> dict:
+    """The Pseudo-Alpha settings given on the command line (the rest keep their defaults)."""
+    settings = {"band_width": args.alpha_band, "edge_awareness": args.alpha_edge}
+    return {name: value for name, value in settings.items() if value is not None}
+
+
 def timed(function, frames: int):
     start = time.perf_counter()
     result = function()
@@ -93,7 +99,7 @@ def run_benchmark(args, progress=None) -> dict:
     binary, times["built-in"] = timed(lambda: segment_portrait(frames, temporal_smoothing=args.smoothing), count)
     alphas["built-in"] = binary
     alphas["pseudo-alpha of built-in"], times["pseudo-alpha of built-in"] = timed(
-        lambda: pseudo_alpha(frames, binary), count
+        lambda: pseudo_alpha(frames, binary, **pseudo_alpha_settings(args)), count
     )
     if args.sam2:
         alphas["SAM 2 (auto prompt)"], times["SAM 2 (auto prompt)"] = timed(
@@ -115,6 +121,7 @@ def run_benchmark(args, progress=None) -> dict:
         "size": [height, width],
         "temporal_smoothing": args.smoothing,
         "edge_band": args.edge_band,
+        "pseudo_alpha_settings": pseudo_alpha_settings(args),
         "results": results,
     }
 
@@ -184,6 +191,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--smoothing", type=float, default=DEFAULT_TEMPORAL_SMOOTHING, help="built-in segmenter temporal smoothing"
     )
+    parser.add_argument("--alpha-band", type=int, help="Pseudo-Alpha band_width in px (default: its own)")
+    parser.add_argument("--alpha-edge", type=float, help="Pseudo-Alpha edge_awareness 0..1 (default: its own)")
     parser.add_argument("--edge-band", type=int, default=5, help="half-width in px of the boundary band (default 5)")
     parser.add_argument("--sam2", metavar="CHECKPOINT", help="also score SAM 2 from this .safetensors checkpoint")
     parser.add_argument(
