@@ -131,19 +131,21 @@ def guided_filter_coefficients(guide: torch.Tensor, source: torch.Tensor, radius
     guide: ``[B, 3, H, W]``, source: ``[B, H, W]``. Returns the window-averaged coefficients
     ``(a [B, 3, H, W], b [B, H, W])``; the filtered output is ``(a * guide).sum(1) + b``.
     """
-    mean = lambda x: box_mean(x, radius)  # noqa: E731
-    mean_i = mean(guide)
-    mean_p = mean(source)
-    channels = guide.unbind(1)
-    means = mean_i.unbind(1)
-    cov_ip = [mean(channel * source) - m * mean_p for channel, m in zip(channels, means)]
+    pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+    # All local means in one pass: guide (3), source (1), guide * source (3), guide products (6).
+    products = [guide[:, i] * guide[:, j] for i, j in pairs]
+    stacked = torch.cat([guide, source[:, None], guide * source[:, None], torch.stack(products, 1)], dim=1)
+    means = box_mean(stacked, radius)
+    mean_i, mean_p, mean_ip, mean_ii = means[:, :3], means[:, 3], means[:, 4:7], means[:, 7:]
+    cov_ip = (mean_ip - mean_i * mean_p[:, None]).unbind(1)
     sigma = []
-    for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)):
-        entry = mean(channels[i] * channels[j]) - means[i] * means[j]
+    for k, (i, j) in enumerate(pairs):
+        entry = mean_ii[:, k] - mean_i[:, i] * mean_i[:, j]
         sigma.append(entry + eps if i == j else entry)
     a = torch.stack(_solve_3x3(sigma, cov_ip), dim=1)
     b = mean_p - (a * mean_i).sum(1)
-    return mean(a), mean(b)
+    coefficients = box_mean(torch.cat([a, b[:, None]], dim=1), radius)
+    return coefficients[:, :3], coefficients[:, 3]
 
 
 def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -175,5 +177,5 @@ def fast_guided_filter(guide: torch.Tensor, source: torch.Tensor, radius: int, e
     subsample = max(1, int(subsample))
     small_radius = max(1, round(radius / subsample))
     a, b = guided_filter_coefficients(downsample(guide, subsample), downsample(source, subsample), small_radius, eps)
-    a, b = upsample(a, subsample, size), upsample(b, subsample, size)
-    return (a * guide).sum(1) + b
+    coefficients = upsample(torch.cat([a, b[:, None]], dim=1), subsample, size)
+    return (coefficients[:, :3] * guide).sum(1) + coefficients[:, 3]

@@ -197,3 +197,32 @@ def test_pseudo_alpha_of_a_binary_key_is_closer_to_the_soft_key_on_real_footage(
     assert alpha_error < 0.85 * binary_error, (
         f"pseudo-alpha error {alpha_error:.4f} vs the binary mask's {binary_error:.4f} against the soft key"
     )
+
+
+def test_guided_filter_matches_a_direct_per_window_solution():
+    from comfy_harmovid.filters import fast_guided_filter
+
+    generator = torch.Generator().manual_seed(5)
+    guide = torch.rand(1, 3, 12, 14, generator=generator, dtype=torch.float64)
+    source = torch.rand(1, 12, 14, generator=generator, dtype=torch.float64)
+    radius, eps = 2, 1e-2
+    height, width = source.shape[-2:]
+    a = torch.zeros(3, height, width, dtype=torch.float64)
+    b = torch.zeros(height, width, dtype=torch.float64)
+    for y in range(height):  # one ridge-regression per window (He et al. 2013, eq. 5-6)
+        for x in range(width):
+            rows, cols = slice(max(0, y - radius), y + radius + 1), slice(max(0, x - radius), x + radius + 1)
+            pixels = guide[0, :, rows, cols].reshape(3, -1)
+            values = source[0, rows, cols].reshape(-1)
+            mean_i, mean_p = pixels.mean(1), values.mean()
+            sigma = (pixels - mean_i[:, None]) @ (pixels - mean_i[:, None]).T / values.numel()
+            cov = (pixels - mean_i[:, None]) @ (values - mean_p) / values.numel()
+            a[:, y, x] = torch.linalg.solve(sigma + eps * torch.eye(3, dtype=torch.float64), cov)
+            b[y, x] = mean_p - a[:, y, x] @ mean_i
+    expected = torch.zeros(height, width, dtype=torch.float64)
+    for y in range(height):
+        for x in range(width):
+            rows, cols = slice(max(0, y - radius), y + radius + 1), slice(max(0, x - radius), x + radius + 1)
+            expected[y, x] = (a[:, rows, cols].mean((1, 2)) @ guide[0, :, y, x]) + b[rows, cols].mean()
+    result = fast_guided_filter(guide, source, radius, eps, subsample=1)[0]
+    assert torch.allclose(result, expected, atol=1e-9), f"differs by up to {(result - expected).abs().max():.2e}"
