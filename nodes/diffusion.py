@@ -15,8 +15,9 @@ CATEGORY = "HarmoVid"
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 HOW_TO_GET_WEIGHTS = (
     "The HarmoVid weights are not public. Make a starting checkpoint from a local diffusers CogVideoX folder with "
-    "`harmovid convert --base <CogVideoX folder> --out {folder}/harmovid.safetensors` (it also writes the VAE), "
-    "or train one (see the README), then refresh ComfyUI."
+    "`harmovid convert --base <CogVideoX folder> -o <models>/harmovid/harmovid.safetensors "
+    "--vae-out <models>/harmovid_vae/cogvideox-vae.safetensors`, or train one (see the README), then refresh "
+    "ComfyUI."
 )
 
 
@@ -29,10 +30,14 @@ def _model_choices(kind: str) -> list:
 
 
 def _resolve(kind: str, name: str):
+    """The file for ``name``; a diffusers VAE folder's weights file stands for the folder (config.json beside it)."""
     if not comfy_adapter.list_models(kind) or name == _no_models_entry(kind):
         folders = ", ".join(str(f) for f in comfy_adapter.model_folders(kind))
-        raise HarmoVidError(f"No HarmoVid models in {folders}. " + HOW_TO_GET_WEIGHTS.format(folder=folders))
-    return comfy_adapter.resolve_model_path(kind, name)
+        raise HarmoVidError(f"No models in {folders}. {HOW_TO_GET_WEIGHTS}")
+    path = comfy_adapter.resolve_model_path(kind, name)
+    if kind == "harmovid_vae" and path.name.startswith("diffusion_pytorch_model") and (path.parent / "config.json").is_file():
+        return path.parent
+    return path
 
 
 def _dtype(choice: str, device) -> str:

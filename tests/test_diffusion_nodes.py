@@ -155,3 +155,13 @@ def test_tiler_converts_video_units_to_the_latent_grid():
     settings = tiled.multidiffusion
     assert (settings.window, settings.overlap) == (22, 6), f"85 frames / 24 shared must be 22 / 6 latent: {settings}"
     assert (settings.tile, settings.tile_overlap, settings.weighting) == (60, 8, "pyramid"), f"tiles: {settings}"
+
+
+def test_loader_takes_a_diffusers_vae_folder_listed_by_its_weights_file(models_dir):
+    transformer_name, _ = write_checkpoints(models_dir)
+    AutoencoderKLCogVideoX(**TINY_VAE).save_pretrained(models_dir / "harmovid_vae" / "cogvideox")
+    choices = HarmoVidLoader.INPUT_TYPES()["required"]["vae"][0]
+    name = "cogvideox/diffusion_pytorch_model.safetensors"
+    assert name in choices, f"the diffusers VAE folder is not listed: {choices}"
+    _, vae = HarmoVidLoader().load(transformer_name, name, dtype="fp32")
+    assert vae.latent_channels == 4, "the VAE folder did not load as the tiny VAE"

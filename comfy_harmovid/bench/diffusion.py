@@ -10,6 +10,7 @@ paper's 85-frame windows) and the parameter count and FLOPs per step of the full
 """
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from ..cli.common import progress_bar
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "models" / "configs"
 DEFAULT_CONFIGS = ("tiny", "small")
-DEFAULT_FRAMES = (17, 49, 97)
+DEFAULT_FRAMES = (17, 49, 97, 193)
 DEFAULT_SIZE = (64, 96)  # height, width in pixels
 PLANNING_LAYOUTS = ("cogvideox-2b", "cogvideox-5b", "cogvideox1.5-5b")
 PLANNING_CLIP = (49, 480, 720)  # frames, height, width
@@ -41,6 +42,10 @@ def register(subparsers) -> None:
         "--window", type=int, default=TILER["window"], help="MultiDiffusion window in latent frames"
     )
     parser.add_argument("--overlap", type=int, default=TILER["overlap"], help="MultiDiffusion overlap (latent)")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="CPU threads per run (default 1: steady numbers on a shared machine; 0: torch's default)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.set_defaults(func=run)
 
@@ -51,7 +56,10 @@ def run(args) -> int:
     frame_counts = [int(v) for v in args.frames.split(",")]
     tiler = dict(window=args.window, overlap=args.overlap)
     jobs = [
-        dict(config=name, frames=frames, height=height, width=width, steps=args.steps, tiler=tiler if tiled else None)
+        dict(
+            config=name, frames=frames, height=height, width=width, steps=args.steps, threads=args.threads,
+            tiler=tiler if tiled else None,
+        )
         for name in configs
         for frames in frame_counts
         for tiled in (False, True)
@@ -79,7 +87,10 @@ def load_card(name: str):
 
 def _measure_in_subprocess(job: dict) -> dict:
     command = [sys.executable, "-m", "comfy_harmovid.bench.diffusion", json.dumps(job)]
-    finished = subprocess.run(command, capture_output=True, text=True)
+    environment = dict(os.environ)
+    if job.get("threads"):
+        environment["OMP_NUM_THREADS"] = str(job["threads"])  # no idle OpenMP workers spinning
+    finished = subprocess.run(command, capture_output=True, text=True, env=environment)
     if finished.returncode != 0:
         return {"error": finished.stderr.strip().splitlines()[-1] if finished.stderr.strip() else "failed"}
     return json.loads(finished.stdout.strip().splitlines()[-1])
@@ -122,6 +133,8 @@ def measure(job: dict) -> dict:
     from ..model import HarmoVidTransformer
     from ..sampling import MultiDiffusion, sample
 
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
     torch.manual_seed(0)
     config = load_card(job["config"])
     model = HarmoVidTransformer(config).eval()
@@ -142,6 +155,7 @@ def measure(job: dict) -> dict:
         "cpu_seconds_per_step": round(cpu_seconds, 4),
         "peak_rss_mib": round(_peak_rss_mib(), 1),
         "model_rss_mib": round(model_rss, 1),
+        "sampling_mib": round(_peak_rss_mib() - model_rss, 1),
     }
 
 
@@ -222,11 +236,15 @@ def planning_rows() -> list:
 
 def print_tables(results: dict) -> None:
     size = f"{results['speed'][0]['height']}x{results['speed'][0]['width']}" if results["speed"] else ""
-    print(f"Sampler speed and memory at {size} (CPU, random weights, guidance 6 = 2 passes per step)")
+    threads = results["speed"][0].get("threads") if results["speed"] else None
+    print(
+        f"Sampler speed and memory at {size} (CPU, {threads or 'default'} thread(s), random weights, "
+        "guidance 6 = 2 passes per step)"
+    )
     print("s/step: wall clock; cpu s/step: CPU time of all threads (steadier on a busy machine)")
     print(
         f"{'config':8} {'frames':>6} {'latent':>6} {'tiler':>6} {'windows':>7} {'s/step':>8} {'cpu s/step':>10} "
-        f"{'peak MiB':>9} {'model MiB':>9}"
+        f"{'peak MiB':>9} {'sampling MiB':>12}"
     )
     for row in results["speed"]:
         tiler = f"{row['tiler']['window']}/{row['tiler']['overlap']}" if row["tiler"] else "off"
@@ -236,9 +254,9 @@ def print_tables(results: dict) -> None:
         print(
             f"{row['config']:8} {row['frames']:>6} {row['latent_frames']:>6} {tiler:>6} {row['windows']:>7} "
             f"{row['seconds_per_step']:>8.3f} {row['cpu_seconds_per_step']:>10.3f} {row['peak_rss_mib']:>9.0f} "
-            f"{row['model_rss_mib']:>9.0f}"
+            f"{row['sampling_mib']:>12.0f}"
         )
-    print("tiler W/O: MultiDiffusion windows of W latent frames sharing O; model MiB: peak before sampling")
+    print("tiler W/O: MultiDiffusion windows of W latent frames sharing O; sampling MiB: peak minus the peak before")
     print("\nSeams: mean |frame-to-frame change| across window borders vs elsewhere (ratio 1 = no seam),")
     print("with a stand-in denoiser whose light estimate depends on the window it sees (see WindowGainDenoiser)")
     print(f"{'frames':>6} {'tiler':>6} {'weighting':>16} {'borders':>7} {'border':>8} {'interior':>8} {'ratio':>6}")
