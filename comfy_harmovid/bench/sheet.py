@@ -43,7 +43,8 @@ def contact_sheet(
             draw.text((4, top + 4 + 12 * line), text[:24], fill=TEXT, font=font)
         for c, name in enumerate(columns):
             if name in row_thumbs:
-                sheet.paste(row_thumbs[name], (ROW_LABEL_WIDTH + c * cell_width, top))
+                thumb = row_thumbs[name]
+                sheet.paste(thumb, (ROW_LABEL_WIDTH + c * cell_width + (cell_width - thumb.width) // 2, top))
     return sheet
 
 
