@@ -190,40 +190,36 @@ class Placement:
 # Colour: decontamination and blending
 
 
-def _local_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Box mean of radius ``radius``, computed at a resolution where it spans about 8 pixels.
+def _local_colours(image: torch.Tensor, alpha: torch.Tensor, radius: int):
+    """Alpha-weighted local means of the foreground and background colours, ``[T, 3, H, W]`` each.
 
-    Blur fusion only needs smooth local colour averages, so they are taken on a smaller image (at
-    least halved) and scaled back up; the fine detail comes from the full-resolution image and alpha.
+    They only need to be smooth averages over ``radius``, so they are taken on an image shrunk until
+    ``radius`` spans about 8 pixels and scaled back up.
     """
-    factor = max(2, radius // 8)
-    small = box_mean(downsample(x, factor), max(1, round(radius / factor)))
-    return upsample(small, factor, x.shape[-2:])
-
-
-def _blur_fusion(image, alpha, foreground, background, radius):
-    """One pass of Forte & Pitie's blur-fusion foreground estimate; returns (foreground, local background).
-
-    image, foreground, background: ``[T, 3, H, W]``; alpha: ``[T, 1, H, W]``.
-    """
-    means = _local_mean(torch.cat([alpha, foreground * alpha, background * (1 - alpha)], dim=1), radius)
-    blurred_alpha, weighted_fg, weighted_bg = means[:, :1], means[:, 1:4], means[:, 4:]
-    local_fg = weighted_fg / (blurred_alpha + 1e-5)
-    local_bg = weighted_bg / ((1 - blurred_alpha) + 1e-5)
-    # Local colours explain the image as alpha * F + (1 - alpha) * B; the residual goes to F.
-    estimate = local_fg + alpha * (image - alpha * local_fg - (1 - alpha) * local_bg)
-    return estimate.clamp(0, 1), local_bg
+    factor = max(1, radius // 8)
+    small_radius = max(1, round(radius / factor))
+    small_image, small_alpha = downsample(image, factor), downsample(alpha, factor)
+    means = box_mean(torch.cat([small_alpha, small_image * small_alpha, small_image * (1 - small_alpha)], 1), small_radius)
+    blurred_alpha = means[:, :1]
+    local_fg = means[:, 1:4] / (blurred_alpha + 1e-5)
+    local_bg = means[:, 4:] / ((1 - blurred_alpha) + 1e-5)
+    colours = upsample(torch.cat([local_fg, local_bg], 1), factor, image.shape[-2:])
+    return colours[:, :3], colours[:, 3:]
 
 
 def decontaminate_foreground(frames: torch.Tensor, alpha: torch.Tensor, *, radius: Optional[int] = None) -> torch.Tensor:
     """Foreground colours with the old background removed from the soft edge: ``[T, H, W, 3]``.
 
-    Where ``alpha`` is 1 the frames are unchanged; where it is soft, each pixel's colour is replaced by
-    an estimate of the foreground alone (so a green screen or a bright wall does not fringe the edge
-    when composited elsewhere); where it is 0, by the nearby foreground colour, so resizing does not
-    pull the old background in either. ``radius`` of the large blur must reach well past the soft
-    band into solid foreground and clean background; it defaults to 1/16 of the larger image side
-    (at least 16 pixels), near the 90 pixels Forte & Pitie use on 1-2 megapixel images.
+    Blur fusion (Forte & Pitie 2021, "approximate fast foreground colour estimation"): local
+    averages of the foreground and background colours explain each soft pixel as
+    ``alpha * F + (1 - alpha) * B``; the part of the pixel they do not explain is added to F.
+    Where ``alpha`` is 1 the frames are unchanged; where it is soft, the colour becomes the foreground
+    alone (so a green screen or a bright wall does not fringe the edge when composited elsewhere);
+    where it is 0, the nearby foreground colour, so resizing does not pull the old background in
+    either. ``radius`` must reach well past the soft band into solid foreground and clean background;
+    it defaults to 1/16 of the larger image side (at least 16 pixels), near the 90 pixels Forte &
+    Pitie use on 1-2 megapixel images. Their second, narrow pass is left out: on the green-screen
+    clip lp_d0 it left more green on the edge, not less.
     """
     frames = check_frames(frames, "foreground")
     alpha = check_mask(alpha, "alpha")
@@ -235,9 +231,8 @@ def decontaminate_foreground(frames: torch.Tensor, alpha: torch.Tensor, *, radiu
     rows, cols = bounding_slices(alpha, radius + 16)
     image = frames[:, rows, cols].permute(0, 3, 1, 2).float()
     a = alpha[:, rows, cols].unsqueeze(1).float()
-    # Two passes as in Forte & Pitie: a wide one separates the colours, a narrow one refines them.
-    estimate, local_bg = _blur_fusion(image, a, image, image, radius)
-    estimate, _ = _blur_fusion(image, a, estimate, local_bg, max(2, radius // 15))
+    local_fg, local_bg = _local_colours(image, a, radius)
+    estimate = (local_fg + a * (image - a * local_fg - (1 - a) * local_bg)).clamp(0, 1)
     out = frames.clone()
     out[:, rows, cols] = torch.where(a >= 1, image, estimate).permute(0, 2, 3, 1).to(frames.dtype)
     return out
