@@ -113,7 +113,9 @@ def read_cube(path) -> Lut:
     domain_min, domain_max = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
     rows = []
     for line_number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
+        line = raw.strip()
+        if not line.upper().startswith("TITLE"):  # a title may contain '#'
+            line = line.split("#", 1)[0].strip()
         if not line:
             continue
         keyword, _, rest = line.partition(" ")

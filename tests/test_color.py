@@ -61,7 +61,7 @@ def test_cube_file_round_trip_and_known_lut_moves_colours(tmp_path):
 
 def test_cube_with_comments_title_and_domain(tmp_path):
     # A 2^3 LUT over the domain 0..2 that halves every value: x in 0..2 -> x/2 ... stored as the output grid.
-    lines = ["# made by hand", 'TITLE "half"', "DOMAIN_MIN 0 0 0", "DOMAIN_MAX 2 2 2", "LUT_3D_SIZE 2", ""]
+    lines = ["# made by hand", 'TITLE "half #1"', "DOMAIN_MIN 0 0 0", "DOMAIN_MAX 2 2 2", "LUT_3D_SIZE 2", ""]
     for b in (0, 1):
         for g in (0, 1):
             for r in (0, 1):
@@ -69,7 +69,7 @@ def test_cube_with_comments_title_and_domain(tmp_path):
     path = tmp_path / "half.cube"
     path.write_text("\n".join(lines))
     lut = read_cube(path)
-    assert lut.title == "half" and lut.domain_max.tolist() == [2.0, 2.0, 2.0]
+    assert lut.title == "half #1" and lut.domain_max.tolist() == [2.0, 2.0, 2.0]
     out = apply_lut(torch.full((1, 1, 1, 3), 0.8), lut)
     assert torch.allclose(out, torch.full((1, 1, 1, 3), 0.4), atol=1e-5), f"domain 0..2 mapping gave {out.flatten()}"
 
