@@ -11,6 +11,7 @@ node classes (``schema_from_class``), which ``scripts/make_workflows.py`` passes
 
 import json
 import os
+import re
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -301,7 +302,15 @@ def _video_out(first_id: int, x: int, images: Tuple[int, int], fps: Tuple[int, i
 
 
 def _note(node_id: int, pos: Tuple[int, int], text: str) -> NodeSpec:
-    return NodeSpec(node_id, "Note", pos, {"text": text.strip()}, title="About this workflow")
+    """A Note node. Lines are joined so the note reflows; a blank line or a numbered step starts a new line."""
+    paragraphs: List[str] = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        for line in (line.strip() for line in block.splitlines()):
+            if paragraphs and not re.match(r"\d+\.\s", line) and not block.lstrip().startswith(line):
+                paragraphs[-1] += " " + line
+            else:
+                paragraphs.append(line)
+    return NodeSpec(node_id, "Note", pos, {"text": "\n".join(paragraphs)}, title="About this workflow")
 
 
 def _portrait_front(y_background: int = 420) -> List[NodeSpec]:
@@ -329,6 +338,7 @@ Built-in relightful harmonization (no model weights needed).
    (scale / x / y / anchor) and matches lengths and frame rates.
 3. HarmoIm Frames relights each frame to the scene; Lighting Deflicker removes the flicker that
    per-frame relighting leaves, keeping the relit look.
+
 The result keeps the foreground's audio and is saved to output/harmovid/.
 """),
     ])
@@ -345,8 +355,10 @@ def diffusion_harmonization() -> WorkflowSpec:
         *_video_out(13, 2880, images=(12, 0), fps=(4, 2), prefix="harmovid/diffusion", audio=(2, 1)),
         _note(15, (0, 900), """
 HarmoVid diffusion harmonization (needs HarmoVid weights).
+
 Put the transformer in models/harmovid and the VAE in models/harmovid_vae (make a starting checkpoint with
 `harmovid convert`, or train one), then pick them in HarmoVid Loader.
+
 The composite, background and alpha are encoded; the Sampler denoises a harmonized video latent;
 MultiDiffusion Tiler splits clips longer than one window (85 frames) into overlapping windows blended
 at every step. Decode turns the latent back into frames, saved to output/harmovid/.
@@ -362,6 +374,7 @@ def deflicker_only() -> WorkflowSpec:
         *_video_out(6, 1080, images=(5, 0), fps=(2, 2), prefix="harmovid/deflickered", audio=(2, 1)),
         _note(8, (0, 900), """
 Lighting deflicker only.
+
 Give it a clip that was processed frame by frame (relit, colour graded, stylized) and so flickers, and
 the original clip it was made from. Motion is taken from the original; the processed look is kept
 while its frame-to-frame flicker (global brightness and local shadows) is removed.
@@ -380,8 +393,10 @@ def sam2_point_prompts() -> WorkflowSpec:
         _note(7, (0, 600), """
 SAM 2 mask with point prompts (needs a SAM 2 checkpoint in models/sam2, .safetensors; convert the
 official .pt files with `harmovid convert-sam2`).
+
 points: pixels on the person on prompt_frame, as 'x,y; x,y' (the example suits a 512x512 portrait:
 head and chest). negative_points: pixels that are not the person. Or give a box 'x1,y1,x2,y2'.
+
 SAM 2 tracks the person forward and backward from prompt_frame. Pick "built-in (MediaPipe)" as the
 model to mask without weights. The mask video (white = person) is saved to output/harmovid/.
 """),

@@ -4,6 +4,10 @@ the core video nodes stood in by comfy_harmovid.io."""
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -270,3 +274,33 @@ def test_diffusion_graph_runs_in_process_with_tiny_checkpoints(small_clips, tmp_
     assert decoded.shape == composite.shape, f"Decode gave {tuple(decoded.shape)} for a composite of {tuple(composite.shape)}"
     assert torch.isfinite(decoded).all()
     assert read_video(stand_ins.saved[0]).frames.shape == composite.shape
+
+
+# ---- against a running ComfyUI (skipped unless HARMOVID_COMFYUI_URL is set) ----------------------------
+
+COMFYUI_URL = os.environ.get("HARMOVID_COMFYUI_URL")
+needs_comfyui = pytest.mark.skipif(not COMFYUI_URL, reason="set HARMOVID_COMFYUI_URL to a running ComfyUI with this pack")
+
+
+@needs_comfyui
+def test_listed_core_nodes_match_the_running_comfyui():
+    with urllib.request.urlopen(f"{COMFYUI_URL.rstrip('/')}/object_info", timeout=30) as response:
+        object_info = json.load(response)
+    for name, schema in SCHEMAS.items():
+        if schema.get("virtual"):
+            continue
+        assert name in object_info, f"{name} is not on the server"
+        real = object_info[name]
+        ours = [(s.name, s.type, s.optional) for s in input_specs(schema)]
+        theirs = [(s.name, s.type, s.optional) for s in input_specs(real)]
+        assert ours == theirs, f"{name}: inputs {ours} here, {theirs} on the server"
+        assert schema["output"] == real["output"], f"{name}: outputs {schema['output']} here, {real['output']} on the server"
+
+
+@needs_comfyui
+def test_front_end_opens_every_workflow_without_warnings(tmp_path):
+    pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check_frontend.py"), "--url", COMFYUI_URL, "--screenshots", str(tmp_path)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"front-end check failed:\n{result.stdout}\n{result.stderr}"
