@@ -133,6 +133,11 @@ def test_no_prompt_uses_the_builtin_segmenters_person(tiny, dev_data):
     automatic = run(tiny, frames, points=None, prompt_frame=1, soft=True)
     explicit = run(tiny, frames, points=points, box=box, prompt_frame=1, soft=True)
     assert torch.equal(automatic, explicit), "automatic prompt differs from the built-in segmenter's box and points"
+    # Only negative points: still automatic, plus the negatives.
+    negative = run(tiny, frames, points=[(2, 2)], point_labels=[0], prompt_frame=1, soft=True)
+    expected = run(tiny, frames, points=[*points.tolist(), (2, 2)], point_labels=[1] * len(points) + [0],
+                   box=box, prompt_frame=1, soft=True)
+    assert torch.equal(negative, expected), "negative-only prompt did not fall back to the automatic prompt"
 
 
 def test_no_prompt_and_no_person_says_what_to_do(tiny):
@@ -254,3 +259,28 @@ def test_sam2_mask_node_runs_a_checkpoint_from_the_models_folder(tiny, clip, mon
     expected = run(tiny, clip, points=[(40, 24), (5, 5)], point_labels=[1, 0], prompt_frame=1)
     assert mask.shape == clip.shape[:3] and mask.dtype == torch.float32
     assert torch.equal(mask, expected), "node result differs from segment_with_sam2 with the same prompts"
+
+
+def test_long_clip_tracking_forgets_far_frames_without_changing_the_masks(tiny, monkeypatch):
+    from comfy_harmovid.segment import sam2_video
+
+    frames = make_portrait_clip(frames=60, height=32, width=40)[0]
+    kept = []
+    forget = sam2_video._forget_far_frames
+
+    def forget_and_count(state, *args):
+        forget(state, *args)
+        kept.append(len(state["output_dict_per_obj"][0]["non_cond_frame_outputs"]))
+
+    monkeypatch.setattr(sam2_video, "_forget_far_frames", forget_and_count)
+    pruned = run(tiny, frames, points=[(20, 12)], soft=True)
+    monkeypatch.setattr(sam2_video, "_forget_far_frames", lambda *args: None)
+    full = run(tiny, frames, points=[(20, 12)], soft=True)
+    reach = sam2_video.memory_reach(load_sam2(tiny[0], config=tiny[1]))
+    assert max(kept) <= 2 * reach + 1, f"kept up to {max(kept)} tracked frames (reach {reach})"
+    assert torch.equal(pruned, full), "forgetting far frames changed the masks"
+    middle = run(tiny, frames, points=[(20, 12)], prompt_frame=40, soft=True)
+    monkeypatch.setattr(sam2_video, "_forget_far_frames", forget)
+    assert torch.equal(run(tiny, frames, points=[(20, 12)], prompt_frame=40, soft=True), middle), (
+        "forgetting far frames changed the backward pass"
+    )

@@ -81,6 +81,24 @@ def _quiet_propagation():
         video_predictor.tqdm = original
 
 
+def memory_reach(predictor) -> int:
+    """How many frames away from the current one SAM 2 looks (mask memories and object pointers)."""
+    memories = predictor.num_maskmem * predictor.memory_temporal_stride_for_eval
+    return max(memories, predictor.max_obj_ptrs_in_encoder) + 1
+
+
+def _forget_far_frames(state: dict, index: int, prompt_frame: int, reach: int) -> None:
+    """Drop tracked outputs the model can no longer look at, so memory does not grow with the clip.
+
+    Tracking from ``index`` onwards only looks ``reach`` frames back, and the backward pass starts
+    next to the prompt frame, so outputs farther than ``reach`` from both are never read again.
+    """
+    for outputs in state["output_dict_per_obj"].values():
+        tracked = outputs["non_cond_frame_outputs"]
+        for frame in [f for f in tracked if abs(f - index) > reach and abs(f - prompt_frame) > reach]:
+            del tracked[frame]
+
+
 def _check_prompts(points, point_labels, box, height: int, width: int):
     """Pixel-coordinate prompts -> (points [N, 2] float32 or None, labels [N] int32 or None, box [4] or None)."""
     if points is not None:
@@ -149,8 +167,9 @@ def segment_with_sam2(
 
     ``checkpoint`` is a SAM 2 ``.safetensors`` file (or a model from ``load_sam2``). Prompts are in
     pixels of the frames: ``points`` ``[(x, y), ...]`` with ``point_labels`` (1 = person, 0 = not;
-    default all 1) and/or ``box`` ``(x1, y1, x2, y2)``. With no prompt, the built-in segmenter finds
-    the person on the prompt frame and its box and inner points are used. ``threshold`` applies to
+    default all 1) and/or ``box`` ``(x1, y1, x2, y2)``. With no box and no positive point, the
+    built-in segmenter finds the person on the prompt frame and its box and inner points are used
+    (with any negative points given). ``threshold`` applies to
     SAM 2's mask logits (0 = probability 0.5); ``soft=True`` returns the probability instead.
     """
     frames = check_frames(frames)
@@ -158,20 +177,26 @@ def segment_with_sam2(
     if not 0 <= prompt_frame < total:
         raise HarmoVidError(f"prompt_frame {prompt_frame} is outside the clip (frames 0..{total - 1}).")
     points, point_labels, box = _check_prompts(points, point_labels, box, height, width)
-    if points is None and box is None:
+    if box is None and (points is None or not point_labels.any()):
+        # No positive prompt: find the person with the built-in segmenter (keep any negative points).
         from .portrait import segment_portrait
 
-        points, box = auto_prompt(segment_portrait(frames[prompt_frame : prompt_frame + 1])[0])
+        auto_points, box = auto_prompt(segment_portrait(frames[prompt_frame : prompt_frame + 1])[0])
         if box is None:
             raise HarmoVidError(
                 f"No person found on frame {prompt_frame} to prompt SAM 2 automatically. Give points or a box, "
                 "or choose a prompt_frame where the person is visible."
             )
-        point_labels = np.ones(len(points), np.int32)
+        if points is None:
+            points, point_labels = auto_points, np.ones(len(auto_points), np.int32)
+        else:
+            points = np.concatenate([auto_points, points])
+            point_labels = np.concatenate([np.ones(len(auto_points), np.int32), point_labels])
     device = torch.device(device) if device is not None else torch.device("cpu")
     predictor = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_sam2(checkpoint, config=config, device=device)
 
     masks = torch.zeros(frames.shape[:3], dtype=torch.float32)
+    reach = memory_reach(predictor)
     done = set()
     with torch.inference_mode(), _quiet_propagation():
         state = _new_inference_state(predictor, frames, device)
@@ -182,6 +207,7 @@ def segment_with_sam2(
             for index, _, logits in predictor.propagate_in_video(state, start_frame_idx=prompt_frame, reverse=reverse):
                 logits = logits[0, 0].float().cpu()
                 masks[index] = torch.sigmoid(logits) if soft else (logits > threshold).float()
+                _forget_far_frames(state, index, prompt_frame, reach)
                 done.add(index)
                 report(progress, len(done), total)
     return masks.to(frames.device)
