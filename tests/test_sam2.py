@@ -110,9 +110,12 @@ def test_prompt_frame_matters_and_both_directions_are_tracked(tiny, clip):
     assert (middle[:2].flatten(1).std(1) > 0).all(), "frames before the prompt frame were not tracked backward"
 
 
-def test_loader_keeps_the_last_model(tiny):
+def test_loader_keeps_the_last_model_and_a_loaded_model_can_be_passed(tiny, clip):
     checkpoint, config = tiny
-    assert load_sam2(checkpoint, config=config) is load_sam2(checkpoint, config=config)
+    model = load_sam2(checkpoint, config=config)
+    assert load_sam2(checkpoint, config=config) is model, "the same checkpoint was loaded twice"
+    from_model = segment_with_sam2(clip, checkpoint=model, points=[(40, 24)], soft=True)
+    assert torch.equal(from_model, run(tiny, clip, soft=True)), "a loaded model gives other masks than its file"
 
 
 def test_auto_prompt_takes_box_and_inner_points_of_the_largest_region():

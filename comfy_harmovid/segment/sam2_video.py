@@ -169,8 +169,9 @@ def segment_with_sam2(
     pixels of the frames: ``points`` ``[(x, y), ...]`` with ``point_labels`` (1 = person, 0 = not;
     default all 1) and/or ``box`` ``(x1, y1, x2, y2)``. With no box and no positive point, the
     built-in segmenter finds the person on the prompt frame and its box and inner points are used
-    (with any negative points given). ``threshold`` applies to
-    SAM 2's mask logits (0 = probability 0.5); ``soft=True`` returns the probability instead.
+    (with any negative points given). ``threshold`` applies to SAM 2's mask logits (0 = probability
+    0.5); ``soft=True`` returns the probability instead. ``device`` is where a checkpoint is loaded
+    (default CPU); a given model runs where it is.
     """
     frames = check_frames(frames)
     total, height, width = frames.shape[:3]
@@ -192,8 +193,12 @@ def segment_with_sam2(
         else:
             points = np.concatenate([auto_points, points])
             point_labels = np.concatenate([np.ones(len(auto_points), np.int32), point_labels])
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    predictor = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_sam2(checkpoint, config=config, device=device)
+    if isinstance(checkpoint, torch.nn.Module):
+        predictor = checkpoint
+        device = next(predictor.parameters()).device
+    else:
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        predictor = load_sam2(checkpoint, config=config, device=device)
 
     masks = torch.zeros(frames.shape[:3], dtype=torch.float32)
     reach = memory_reach(predictor)
