@@ -46,21 +46,27 @@ def _window_count_cached(height, width, radius, device, dtype):
     return box_sum(torch.ones(height, width, device=device, dtype=dtype), radius)
 
 
-def tent_sum(x: torch.Tensor, inner: int, outer: int) -> torch.Tensor:
-    """Box sum of radius ``inner`` followed by one of radius ``outer``: a tent-shaped weighted sum.
+def _exact_dtype(height: int, width: int, inner: int, outer: int) -> torch.dtype:
+    """A float type whose running sums of a 0/1 image stay whole numbers below its exact range."""
+    largest = (2 * inner + 1) ** 2 * (2 * outer + 1) * (max(height, width) + 2 * outer + 2)
+    return torch.float32 if largest < 2**24 else torch.float64
 
-    On integer tensors the result is exact (computed in int64), which lets callers test for exactly 0
-    or exactly "all ones" without rounding error.
+
+def tent_sum(binary: torch.Tensor, inner: int, outer: int) -> torch.Tensor:
+    """Box sum of radius ``inner`` followed by one of radius ``outer`` of a 0/1 image: a tent-weighted count.
+
+    The sums are whole numbers computed exactly (in float32, or float64 for very large images and
+    radii), so callers can test for exactly 0 or exactly :func:`tent_count` without rounding error.
     """
-    if not x.is_floating_point():
-        x = x.to(torch.int64)
-    return box_sum(box_sum(x, inner), outer)
+    dtype = _exact_dtype(*binary.shape[-2:], inner, outer)
+    return box_sum(box_sum(binary.to(dtype), inner), outer)
 
 
 @functools.lru_cache(maxsize=16)
 def tent_count(height: int, width: int, inner: int, outer: int, device) -> torch.Tensor:
-    """:func:`tent_sum` of an all-ones ``[H, W]`` image (int64): the divisor that makes it a mean."""
-    return tent_sum(torch.ones(height, width, dtype=torch.int64, device=device), inner, outer)
+    """:func:`tent_sum` of an all-ones ``[H, W]`` image: the divisor that makes it a mean."""
+    dtype = _exact_dtype(height, width, inner, outer)
+    return tent_sum(torch.ones(height, width, dtype=dtype, device=device), inner, outer)
 
 
 def bounding_slices(mask: torch.Tensor, margin: int, grid: int = 1):
