@@ -199,6 +199,7 @@ def test_missing_node_class_is_reported_before_anything_is_queued(servers, clips
     with pytest.raises(HarmoVidError, match=r"lacks node\(s\) 2 \(HarmoVidTestFilter\)"):
         run_batch(config_for(clips, [server], tmp_path / "out"))
     assert server.prompts == [] and server.uploads == {}, "nothing may be uploaded or queued"
+    assert not (tmp_path / "out").exists(), "a batch that cannot start must not leave an output folder"
 
 
 def test_unknown_input_name_is_reported(servers, clips, tmp_path):

@@ -209,12 +209,12 @@ class BatchRunner:
     # ---- running --------------------------------------------------------------------------
     async def run(self) -> BatchSummary:
         jobs, skipped = self.plan()
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.on_event(BatchEvent("start", data={"total": len(jobs) + skipped, "skipped": skipped, "to_do": len(jobs)}))
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
             servers = [_Server(ComfyClient(url, session, self.config.request_timeout), self.config) for url in self.config.servers]
             await self.check_servers(servers)
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self.on_event(BatchEvent("start", data={"total": len(jobs) + skipped, "skipped": skipped, "to_do": len(jobs)}))
             queue: asyncio.Queue = asyncio.Queue()
             for job in jobs:
                 queue.put_nowait(job)
