@@ -277,3 +277,19 @@ def test_restarted_server_gets_the_lost_job_again(servers, clips, tmp_path):
     watcher.join(5)
     assert (summary.done, summary.failed) == (4, 0), summary.records
     assert len(restarted["server"].completed) == 3, "the restarted server should run the lost job and the rest"
+
+
+def test_a_manifest_that_cannot_be_written_stops_the_batch_instead_of_hanging(servers, clips, tmp_path, monkeypatch):
+    server = servers()
+    original, calls = Manifest.append, []
+
+    def append_then_fail(self, record):
+        calls.append(record)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        original(self, record)
+
+    monkeypatch.setattr(Manifest, "append", append_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        asyncio.run(asyncio.wait_for(BatchRunner(config_for(clips, [server], tmp_path / "out")).run(), 30))
+    assert len(manifest_lines(tmp_path / "out" / "manifest.jsonl")) == 1

@@ -23,6 +23,8 @@ class Manifest:
 
     def read(self) -> List[Dict[str, Any]]:
         """All complete records, in order."""
+        if self.path.is_dir():
+            raise HarmoVidError(f"Manifest path {self.path} is a folder. Give a file path with --manifest.")
         if not self.path.exists():
             return []
         records = []

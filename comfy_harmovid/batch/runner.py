@@ -148,7 +148,6 @@ class BatchRunner:
         self.manifest = Manifest(config.manifest_path)
         self.output_dir = Path(config.output_dir)
         self.records: List[Dict[str, Any]] = []
-        self.in_flight: Dict[str, Tuple[_Server, str]] = {}
 
     # ---- planning -------------------------------------------------------------------------
     def plan(self) -> Tuple[List[_Job], int]:
@@ -220,12 +219,17 @@ class BatchRunner:
                 queue.put_nowait(job)
             workers = [asyncio.create_task(self._worker(server, servers, queue))
                        for server in servers for _ in range(max(1, self.config.per_server))]
+            finished = asyncio.create_task(queue.join())
             try:
-                await queue.join()
+                # Workers only end by raising (a bug or an unwritable manifest): stop then, never hang.
+                await asyncio.wait([finished, *workers], return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for worker in workers:
-                    worker.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
+                for task in (finished, *workers):
+                    task.cancel()
+                await asyncio.gather(finished, *workers, return_exceptions=True)
+            for worker in workers:
+                if not worker.cancelled() and worker.exception() is not None:
+                    raise worker.exception()
         done = sum(1 for r in self.records if r["status"] == DONE)
         return BatchSummary(done=done, failed=len(self.records) - done, skipped=skipped,
                             manifest=self.manifest.path, records=self.records)
@@ -296,7 +300,6 @@ class BatchRunner:
             websocket = await server.client.websocket(client_id)
             try:
                 prompt_id = await server.client.queue_prompt(prompt, client_id)
-                self.in_flight[job.key] = (server, prompt_id)
                 try:
                     entry = await asyncio.wait_for(self._follow(server, websocket, client_id, prompt_id, job, len(prompt)),
                                                    self.config.job_timeout)
@@ -316,19 +319,15 @@ class BatchRunner:
                 _, staged = outputs.target(item.get("subfolder") or "", item["filename"])
                 await server.client.download(item, staged, outputs)
             saved = [f"{job.key}/{relative.as_posix()}" for relative in outputs.commit()]
-            self.in_flight.pop(job.key, None)
             server.mark_up()
             self._record(job, DONE, server, prompt_id, saved, started, None)
         except ServerUnavailable as error:
-            self.in_flight.pop(job.key, None)
             delay = server.mark_down()
             self.on_event(BatchEvent("server_down", data={"server": server.client.url, "error": str(error), "retry_in": delay}))
             self._requeue_or_fail(job, str(error), queue, server)
         except (JobFailed, HarmoVidError) as error:
-            self.in_flight.pop(job.key, None)
             self._record(job, FAILED, server, prompt_id, [], started, str(error))
         except asyncio.CancelledError:
-            self.in_flight.pop(job.key, None)
             if prompt_id is not None:
                 try:
                     await asyncio.wait_for(server.client.cancel(prompt_id), 5)
