@@ -99,13 +99,16 @@ class PseudoAlpha:
             chunk_mask = mask[start : start + BATCH_FRAMES].float().clamp(0, 1)
             alpha = (chunk_mask >= 0.5).float()  # exact wherever no boundary is in reach
             rows, cols = self._work_area(alpha)
-            soft, window, fixed, fixed_value = self._spatial(chunk[:, rows, cols], chunk_mask[:, rows, cols])
             blocks = downsample(chunk.permute(0, 3, 1, 2), MOTION_BLOCK)
-            for t in range(chunk.shape[0]):
-                alpha[t, rows, cols] = self._temporal(
-                    blocks[t], (rows, cols), soft[t], window[t], fixed[t], fixed_value[t]
-                )
-                self._previous_blocks, self._previous_alpha = blocks[t], alpha[t]
+            if rows.stop > rows.start:  # else no foreground at all in these frames: alpha is 0
+                soft, window, fixed, fixed_value = self._spatial(chunk[:, rows, cols], chunk_mask[:, rows, cols])
+                for t in range(chunk.shape[0]):
+                    alpha[t, rows, cols] = self._temporal(
+                        blocks[t], (rows, cols), soft[t], window[t], fixed[t], fixed_value[t]
+                    )
+                    self._previous_blocks, self._previous_alpha = blocks[t], alpha[t]
+            else:
+                self._previous_blocks, self._previous_alpha = blocks[-1], alpha[-1]
             alphas.append(alpha)
         return torch.cat(alphas)
 
@@ -135,7 +138,7 @@ class PseudoAlpha:
         window = (WINDOW_GAIN * ramp * (1 - ramp)).clamp(0, 1)
 
         soft = ramp
-        if self.edge_awareness > 0 and binary.numel() > 0:
+        if self.edge_awareness > 0:
             guide = frames.permute(0, 3, 1, 2)
             guided = fast_guided_filter(guide, mask, self.guide_radius, GUIDE_EPS, self.guide_subsample)
             soft = ramp + self.edge_awareness * window * (guided - ramp)
@@ -147,7 +150,7 @@ class PseudoAlpha:
         blocks: ``[3, H / MOTION_BLOCK, W / MOTION_BLOCK]`` mean colours of the whole frame.
         """
         alpha = soft
-        if self.temporal_smoothing > 0 and self._previous_alpha is not None and soft.numel() > 0:
+        if self.temporal_smoothing > 0 and self._previous_alpha is not None:
             # Colour change of small blocks (so sensor noise does not read as motion), spread as far as
             # a pixel's alpha looks: an edge that moved nearby changes this pixel's alpha. The work
             # area starts on the block grid.

@@ -229,6 +229,8 @@ def decontaminate_foreground(frames: torch.Tensor, alpha: torch.Tensor, *, radiu
     alpha = alpha.clamp(0, 1)
     # Only pixels near the foreground change; the margin keeps every window used there whole.
     rows, cols = bounding_slices(alpha, radius + 16)
+    if rows.stop == rows.start:  # no foreground anywhere: nothing to clean
+        return frames.clone()
     image = frames[:, rows, cols].permute(0, 3, 1, 2).float()
     a = alpha[:, rows, cols].unsqueeze(1).float()
     local_fg, local_bg = _local_colours(image, a, radius)

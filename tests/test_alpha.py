@@ -186,7 +186,7 @@ def test_pseudo_alpha_of_a_binary_key_is_closer_to_the_soft_key_on_real_footage(
     from comfy_harmovid.io import read_video
     from comfy_harmovid.segment.chroma import chroma_key
 
-    frames = read_video(dev_data / "people/lp_d0.mp4", max_frames=6).frames
+    frames = read_video(dev_data / "people/lp_d0.mp4", max_frames=3).frames
     key = chroma_key(frames)
     binary = (key >= 0.5).float()
     band = torch.from_numpy(
@@ -226,3 +226,13 @@ def test_guided_filter_matches_a_direct_per_window_solution():
             expected[y, x] = (a[:, rows, cols].mean((1, 2)) @ guide[0, :, y, x]) + b[rows, cols].mean()
     result = fast_guided_filter(guide, source, radius, eps, subsample=1)[0]
     assert torch.allclose(result, expected, atol=1e-9), f"differs by up to {(result - expected).abs().max():.2e}"
+
+
+def test_frames_where_the_person_is_gone_get_a_zero_alpha_and_streaming_goes_on(portrait_clip):
+    frames, mask, _ = portrait_clip
+    mask = mask.clone()
+    mask[2:5] = 0  # the person leaves the frame for a while
+    maker = PseudoAlpha()
+    alpha = torch.cat([maker.process(frames[i : i + 2], mask[i : i + 2]) for i in range(0, 8, 2)])
+    assert torch.equal(alpha[2:5], torch.zeros_like(alpha[2:5])), "frames without a person must have alpha 0"
+    assert ((alpha[6] > 0) & (alpha[6] < 1)).any(), "the soft edge should come back with the person"

@@ -216,3 +216,10 @@ def test_decontamination_removes_green_spill_from_a_real_green_screen_edge(dev_d
 
     plain, clean = green_excess(False), green_excess(True)
     assert clean < 0.5 * plain, f"green excess on the edge {clean:.4f} decontaminated vs {plain:.4f} plain"
+
+
+def test_frames_without_foreground_composite_to_the_background(portrait_clip):
+    frames, mask, background = portrait_clip
+    alpha = torch.zeros_like(mask)
+    assert torch.equal(decontaminate_foreground(frames, alpha), frames)
+    assert torch.equal(composite(frames, background, alpha).composite, background)
