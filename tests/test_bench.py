@@ -75,6 +75,10 @@ def test_deflicker_protocol_jitters_the_foreground_and_is_deterministic():
         f"the jittered input is not clearly less stable than the clean clip: {rows}"
     )
     assert len(first["cases"]["synthetic0"]["frames"]) == 6, "the per-frame LUT blend is not recorded"
+    mild, _ = run_deflicker_protocol(portraits, luts, seed=1, jitter=0.3, methods=["identity"])
+    assert mild["clips"]["synthetic0"]["identity"]["warp_error_fg"] < rows["identity"]["warp_error_fg"], (
+        "a lower --jitter should flicker less"
+    )
     assert "motion_preservation_fg" in rows["identity"]
 
 

@@ -8,12 +8,14 @@ warping error (frame and foreground) with the original clip's flow, fPSNR and th
 metrics against the original clip, and motion preservation over the foreground (the paper's Table 2).
 """
 
+from functools import partial
 from typing import Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..color import Lut, apply_lut, blend_luts
+from ..errors import HarmoVidError
 from ..progress import ProgressCallback
 from . import methods as method_registry
 from .data import Portrait
@@ -28,8 +30,9 @@ DESCRIPTION = (
 )
 
 
-def jitter_cases(portraits: Sequence[Portrait], luts: Sequence[Tuple[str, Lut]], seed: int):
-    """One case per clip: every frame's foreground through a different random blend of two LUTs."""
+def jitter_cases(portraits: Sequence[Portrait], luts: Sequence[Tuple[str, Lut]], seed: int, jitter: float = 1.0):
+    """One case per clip: every frame's foreground through a different random blend of two LUTs,
+    applied at strength ``jitter`` (1 = the full LUTs, as the paper; lower = milder flicker)."""
     cases = []
     for index, portrait in enumerate(portraits):
         rng = np.random.default_rng([seed, index])
@@ -38,7 +41,7 @@ def jitter_cases(portraits: Sequence[Portrait], luts: Sequence[Tuple[str, Lut]],
             picks = rng.choice(len(luts), size=min(2, len(luts)), replace=False)
             weights = rng.dirichlet(np.ones(len(picks)))
             lut = blend_luts([luts[i][1] for i in picks], weights.tolist())
-            jittered.append(apply_lut(frame, lut))
+            jittered.append(apply_lut(frame, lut, strength=jitter))
             recipe.append({"luts": [luts[i][0] for i in picks], "weights": [round(float(w), 4) for w in weights]})
         jittered = composite(torch.stack(jittered), portrait.frames, portrait.alpha)
         cases.append(Case(portrait.name, jittered, portrait.frames, portrait.mask, portrait.alpha, {"frames": recipe}))
@@ -50,22 +53,26 @@ def run_deflicker_protocol(
     luts: Sequence[Tuple[str, Lut]],
     *,
     seed: int = 0,
+    jitter: float = 1.0,
     methods: Sequence[str] = (),
     settings: dict = None,
     progress: ProgressCallback = None,
 ):
-    """Score deflicker ``methods`` (names; all available when empty) on the jitter protocol.
+    """Score deflicker ``methods`` (names; all available when empty) on the jitter protocol, with the
+    per-frame LUTs applied at strength ``jitter``.
 
     Returns ``(result document, contact-sheet rows)``.
     """
     chosen = method_registry.select(method_registry.deflicker_methods(), methods)
     runners = {name: (lambda case, run=run: run(case.input, case.reference, case.alpha)) for name, run in chosen.items()}
-    cases = jitter_cases(portraits, luts, seed)
+    if not 0.0 < jitter <= 1.0:
+        raise HarmoVidError(f"--jitter must be in (0, 1], got {jitter}.")
+    cases = jitter_cases(portraits, luts, seed, jitter)
     # Two consecutive frames per clip show the flicker side by side.
     per_case, sheet_rows = evaluate(
         cases, runners, motion_in_mask=True, sheet_frames=lambda t: (t // 2, t // 2 + 1), progress=progress
     )
-    settings = dict(settings or {}, seed=seed, methods=list(chosen))
+    settings = dict(settings or {}, seed=seed, jitter=jitter, methods=list(chosen))
     return result_document("deflicker", DESCRIPTION, settings, cases, per_case), sheet_rows
 
 
@@ -74,4 +81,10 @@ def register(subparsers) -> None:
         "deflicker", help="The paper's jitter protocol: remove per-frame LUT flicker.", description=__doc__
     )
     add_arguments(parser, available_methods=lambda: method_registry.deflicker_methods())
-    parser.set_defaults(func=lambda args: run_command(args, "jitter protocol", run_deflicker_protocol))
+    parser.add_argument(
+        "--jitter", type=float, default=1.0,
+        help="strength of each frame's LUT blend, 0..1 (default 1: full LUTs, as the paper; lower = milder flicker)",
+    )
+    parser.set_defaults(
+        func=lambda args: run_command(args, "jitter protocol", partial(run_deflicker_protocol, jitter=args.jitter))
+    )
