@@ -89,6 +89,7 @@ def test_flicker_pair_reports_reduction_and_closeness_to_processed():
     result, _ = run_flicker_pair(clean, processed, name="toy", methods=["identity", "ffmpeg-deflicker"])
     rows = result["clips"]["toy"]
     assert rows["identity"]["warp_error_reduction"] == pytest.approx(0.0)
+    assert rows["identity"]["added_flicker_removed"] == pytest.approx(0.0)
     assert rows["identity"]["psnr_vs_processed"] == float("inf")
     assert rows["ffmpeg-deflicker"]["warp_error"] < rows["identity"]["warp_error"], (
         "FFmpeg's deflicker should steady a whole-frame brightness flicker"

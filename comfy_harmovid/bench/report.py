@@ -25,6 +25,7 @@ COLUMNS = {
     "edge_tenengrad": ("Edge Tenengrad", "{:.0f}", True),
     "psnr_vs_processed": ("PSNR vs processed", "{:.2f}", True),
     "warp_error_reduction": ("WarpErr cut", "{:.1%}", True),
+    "added_flicker_removed": ("Added flicker removed", "{:.1%}", True),
 }
 
 
