@@ -154,23 +154,34 @@ def guided_filter_coefficients(guide: torch.Tensor, source: torch.Tensor, radius
     return coefficients[:, :3], coefficients[:, 3]
 
 
+def _as_batch_of_images(x: torch.Tensor) -> torch.Tensor:
+    """View ``[..., H, W]`` as the 4-D ``[N, C, H, W]`` that pooling and interpolation take.
+
+    4-D input is passed as it is, so a channels-last view (an IMAGE permuted to channels-first) is
+    not copied.
+    """
+    if x.ndim == 4:
+        return x
+    if x.ndim == 3:
+        return x.unsqueeze(1)
+    return x.reshape(-1, 1, *x.shape[-2:])
+
+
 def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     """Average ``factor x factor`` blocks of ``[..., H, W]`` (partial blocks at the edges average what they hold)."""
     if factor <= 1:
         return x
-    lead = x.shape[:-2]
-    out = F.avg_pool2d(x.reshape(-1, 1, *x.shape[-2:]), factor, ceil_mode=True)
-    return out.reshape(*lead, *out.shape[-2:])
+    out = F.avg_pool2d(_as_batch_of_images(x), factor, ceil_mode=True)
+    return out.reshape(*x.shape[:-2], *out.shape[-2:])
 
 
 def upsample(x: torch.Tensor, factor: int, size) -> torch.Tensor:
     """Inverse of :func:`downsample`: bilinear back to ``size = (H, W)``, block centres aligned."""
     if factor <= 1:
         return x
-    lead = x.shape[:-2]
-    out = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]), scale_factor=factor, mode="bilinear", align_corners=False)
+    out = F.interpolate(_as_batch_of_images(x), scale_factor=factor, mode="bilinear", align_corners=False)
     out = out[..., : size[0], : size[1]]
-    return out.reshape(*lead, *out.shape[-2:])
+    return out.reshape(*x.shape[:-2], *out.shape[-2:])
 
 
 def fast_guided_filter(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float, subsample: int = 1):
