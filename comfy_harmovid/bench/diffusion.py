@@ -25,7 +25,7 @@ from ..cli.common import progress_bar
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "models" / "configs"
 DEFAULT_CONFIGS = ("tiny", "small")
 DEFAULT_FRAMES = (17, 49, 97, 193)
-DEFAULT_SIZE = (64, 96)  # height, width in pixels
+DEFAULT_SIZE = (128, 192)  # height, width in pixels
 PLANNING_LAYOUTS = ("cogvideox-2b", "cogvideox-5b", "cogvideox1.5-5b")
 PLANNING_CLIP = (49, 480, 720)  # frames, height, width
 TILER = dict(window=7, overlap=2)  # latent frames: 25 video frames per window, 8 shared
