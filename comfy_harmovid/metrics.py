@@ -102,7 +102,7 @@ def ssim(
         return cv2.GaussianBlur(image, (window, window), sigma)[crop:-crop, crop:-crop]
 
     scores = []
-    for out_frame, ref_frame in zip(output.numpy(), reference.numpy()):
+    for out_frame, ref_frame in zip(output.cpu().numpy(), reference.cpu().numpy()):
         x, y = out_frame.astype(np.float64), ref_frame.astype(np.float64)
         mu_x, mu_y = blur(x), blur(y)
         var_x = blur(x * x) - mu_x**2
@@ -164,7 +164,7 @@ def _reference_flow(frames, reference, flows) -> ClipFlow:
 def warp_residual(frames: torch.Tensor, flows: ClipFlow) -> torch.Tensor:
     """``[T-1, H, W]``: squared colour difference (summed over RGB) between frame t and frame t+1
     warped onto it with ``flows`` (of the clean clip). The per-pixel term of the warping error."""
-    frames = check_frames(frames, "frames").float()
+    frames = check_frames(frames, "frames").float().cpu()  # flow and warping run in OpenCV, on the CPU
     _reference_flow(frames, None, flows)  # checks that the flows fit the clip
     return torch.stack(
         [((warp(frames[t + 1], flows.forward[t]) - frames[t]) ** 2).sum(dim=-1) for t in range(frames.shape[0] - 1)]
@@ -174,7 +174,7 @@ def warp_residual(frames: torch.Tensor, flows: ClipFlow) -> torch.Tensor:
 def masked_pair_mean(residual: torch.Tensor, flows: ClipFlow, mask: Optional[torch.Tensor] = None) -> float:
     """Mean over pairs of ``residual`` averaged over visible pixels (inside ``mask`` of frame t if given);
     pairs with no such pixel are skipped."""
-    weights = flows.visible if mask is None else flows.visible * mask[:-1].float()
+    weights = flows.visible if mask is None else flows.visible * mask[:-1].float().cpu()
     area = weights.sum(dim=(1, 2))
     keep = area > 0
     if not bool(keep.any()):
@@ -217,7 +217,7 @@ def motion_preservation(
     only pixels inside the mask of frame t count (the paper's Table 2 uses the foreground)."""
     frames, reference = _pair(frames, reference)
     reference_flow = _reference_flow(frames, reference, reference_flows).forward
-    weights = None if mask is None else _frame_mask(mask, frames)[:-1]
+    weights = None if mask is None else _frame_mask(mask, frames)[:-1].cpu()
     distances = []
     for t in range(frames.shape[0] - 1):
         flow = dis_flow(frames[t], frames[t + 1], preset=preset)
@@ -244,7 +244,7 @@ def boundary_band(alpha: torch.Tensor, band: int = 5, threshold: float = 0.5) ->
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
     bands = []
     for frame_alpha in alpha:
-        binary = (frame_alpha.numpy() >= threshold).astype(np.uint8)
+        binary = (frame_alpha.cpu().numpy() >= threshold).astype(np.uint8)
         bands.append(cv2.dilate(binary, kernel) > cv2.erode(binary, kernel))
     return torch.from_numpy(np.stack(bands))
 
@@ -256,7 +256,7 @@ def boundary_sharpness(frames: torch.Tensor, alpha: torch.Tensor, band: int = 5)
     the variance of the 3x3 Laplacian over band pixels; Tenengrad the mean squared 3x3 Sobel gradient
     magnitude over band pixels. Averaged over frames whose band is not empty. Higher = sharper.
     """
-    frames = check_frames(frames, "frames").float()
+    frames = check_frames(frames, "frames").float().cpu()
     bands = boundary_band(alpha, band)
     check_same_size(frames, bands, "frames", "alpha")
     check_same_length(frames, bands, "frames", "alpha")
