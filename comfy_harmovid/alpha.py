@@ -37,7 +37,10 @@ GUIDE_EPS = 1e-4
 # Mean absolute colour change (0..1) at which temporal smoothing has fallen to exp(-1) of its strength:
 # above sensor and compression noise, below the change a moving edge makes.
 MOTION_SCALE = 0.04
+# Side in pixels of the blocks whose mean colour change is the motion signal.
 MOTION_BLOCK = 4
+# The corrections' weight is WINDOW_GAIN * ramp * (1 - ramp), capped at 1: full over most of the band,
+# fading out only in its outer few pixels (where the tent ramp is below about 5 %).
 WINDOW_GAIN = 20.0
 # Frames processed together by the spatial steps (bounds memory at 1080p).
 BATCH_FRAMES = 4

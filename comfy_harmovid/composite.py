@@ -166,8 +166,17 @@ class Placement:
         """False when the foreground is placed entirely off the canvas."""
         return self._crop_boxes() is not None
 
+    def _check_size(self, tensor: torch.Tensor, name: str) -> None:
+        if tuple(tensor.shape[1:3]) != self.foreground_size:
+            h, w = self.foreground_size
+            raise HarmoVidError(
+                f"Placement: {name} is {tensor.shape[2]}x{tensor.shape[1]} but this placement was made for a "
+                f"{w}x{h} foreground. Make a new Placement for clips of another size."
+            )
+
     def place_alpha(self, alpha: torch.Tensor) -> torch.Tensor:
         """Alpha ``[T, h, w]`` at foreground size -> ``[T, H, W]`` on the canvas (0 where not covered)."""
+        self._check_size(alpha, "alpha")
         canvas = alpha.new_zeros((alpha.shape[0], *self.background_size))
         boxes = self._crop_boxes()
         if boxes is not None:
@@ -177,6 +186,7 @@ class Placement:
 
     def place_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames ``[T, h, w, 3]`` at foreground size -> ``[T, H, W, 3]`` on the canvas (0 where not covered)."""
+        self._check_size(frames, "frames")
         canvas = frames.new_zeros((frames.shape[0], *self.background_size, 3))
         boxes = self._crop_boxes()
         if boxes is not None:

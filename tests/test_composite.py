@@ -223,3 +223,11 @@ def test_frames_without_foreground_composite_to_the_background(portrait_clip):
     alpha = torch.zeros_like(mask)
     assert torch.equal(decontaminate_foreground(frames, alpha), frames)
     assert torch.equal(composite(frames, background, alpha).composite, background)
+
+
+def test_a_placement_rejects_chunks_of_another_size():
+    placement = Placement((20, 30), (40, 60))
+    with pytest.raises(HarmoVidError, match="new Placement"):
+        placement.place_frames(torch.zeros(1, 10, 30, 3))
+    with pytest.raises(HarmoVidError, match="new Placement"):
+        placement.place_alpha(torch.zeros(1, 20, 31))
