@@ -36,7 +36,9 @@ def contact_sheet(
     )
     draw = ImageDraw.Draw(sheet)
     for c, name in enumerate(columns):
-        draw.text((ROW_LABEL_WIDTH + c * cell_width + 3, 2), name[: cell_width // 6], fill=TEXT, font=font)
+        label = name[: cell_width // 6]
+        left = ROW_LABEL_WIDTH + c * cell_width + (cell_width - draw.textlength(label, font=font)) / 2
+        draw.text((left, 2), label, fill=TEXT, font=font)
     for r, ((label, _), row_thumbs) in enumerate(zip(rows, thumbs)):
         top = LABEL_HEIGHT + r * (thumb_height + 4)
         for line, text in enumerate(label.split("\n")):
