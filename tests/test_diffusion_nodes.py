@@ -66,6 +66,10 @@ def test_loader_encode_tiler_sampler_decode_gives_frames_shaped_like_the_input(m
     assert out.dtype == torch.float32 and torch.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
     assert latent["samples"].shape == cond.composite_latent.shape == (1, 4, 3, 4, 6), "unexpected latent shape"
     assert latent["samples"].device == comfy_adapter.torch_device(), "the latent left the model's device"
+    mask = cond.mask[0, 0].float()
+    assert mask.shape == (9, 32, 48), f"the alpha must be padded like the VAE pads frames, got {tuple(mask.shape)}"
+    assert torch.allclose(mask[:6, :24, :40], alpha, atol=1e-3), "the padded alpha lost the original values"
+    assert torch.equal(mask[6:], mask[5:6].expand(3, -1, -1)), "padding frames must repeat the last alpha frame"
     assert tiled is not model and model.multidiffusion is None, "the Tiler must not change the Loader's model"
     assert len(tiled.multidiffusion.layout(cond.composite_latent.shape)) > 1, "5-frame windows must split 3 latent frames"
 
