@@ -293,3 +293,10 @@ def test_a_manifest_that_cannot_be_written_stops_the_batch_instead_of_hanging(se
     with pytest.raises(OSError, match="No space left"):
         asyncio.run(asyncio.wait_for(BatchRunner(config_for(clips, [server], tmp_path / "out")).run(), 30))
     assert len(manifest_lines(tmp_path / "out" / "manifest.jsonl")) == 1
+
+
+def test_a_model_or_file_the_server_lacks_is_reported_before_anything_is_queued(servers, clips, tmp_path):
+    server = servers()
+    with pytest.raises(HarmoVidError, match=r"3.codec = 'prores'.*offers: 'auto', 'h264'"):
+        run_batch(config_for(clips, [server], tmp_path / "out", overrides=[parse_assignment("3.codec=prores")]))
+    assert server.prompts == [] and server.uploads == {}, "nothing may be uploaded or queued"

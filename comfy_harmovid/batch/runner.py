@@ -24,7 +24,9 @@ from .client import (
 )
 from .manifest import DONE, FAILED, INTERRUPTED, Manifest
 from .outputs import DEFAULT_MAX_BYTES, JobOutputs
-from .workflow import ApiWorkflow, Assignment, apply_assignments, check_inputs_known, check_target, missing_classes
+from .workflow import (
+    ApiWorkflow, Assignment, apply_assignments, check_inputs_known, check_target, invalid_choices, missing_classes,
+)
 
 INPUT_EXTENSIONS = {
     ".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif", ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff",
@@ -204,6 +206,14 @@ class BatchRunner:
                     "nothing was queued."
                 )
             check_inputs_known(self.config.workflow, targets, info)
+            per_job = [self.config.input_target, *(t for t, _ in self.config.uploads)]
+            invalid = invalid_choices(apply_assignments(self.config.workflow, self.config.overrides), info, skip=per_job)
+            if invalid:
+                raise HarmoVidError(
+                    f"ComfyUI server {server.client.url} does not have these values: {'; '.join(invalid)}. Choose one it "
+                    "offers with --set NODE.INPUT=VALUE, put the missing model or file on that server, or give an input "
+                    "file with --upload NODE.INPUT=FILE; nothing was queued."
+                )
 
     # ---- running --------------------------------------------------------------------------
     async def run(self) -> BatchSummary:

@@ -129,3 +129,33 @@ def check_inputs_known(workflow: ApiWorkflow, assignments: Iterable[Assignment],
                 f"{assignment.target}: node {assignment.node_id} ({class_type}) has no input "
                 f"'{assignment.input_name}'. Its inputs are: {', '.join(names)}."
             )
+
+
+def _combo_choices(spec: Any):
+    """The choices of a combo input spec from /object_info (V1 ``[[...], {...}]`` or V3 ``["COMBO", {"options"}]``)."""
+    if not isinstance(spec, (list, tuple)) or not spec:
+        return None
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if isinstance(spec[0], list):
+        return spec[0]
+    if spec[0] == "COMBO" and not options.get("remote") and not options.get("multiselect"):
+        return options.get("options")
+    return None
+
+
+def invalid_choices(workflow: ApiWorkflow, object_info: Dict[str, Any], skip: Iterable[Assignment] = ()) -> List[str]:
+    """Combo values (model files, input files, modes) the server does not offer, e.g.
+    ``"3.model = 'sam2.1_hiera_base_plus.safetensors' (choices: 'built-in (MediaPipe)')"``."""
+    skipped = {(a.node_id, a.input_name) for a in skip}
+    problems = []
+    for node_id, node in workflow.items():
+        declared = object_info.get(node["class_type"], {}).get("input", {})
+        for section in ("required", "optional"):
+            for name, spec in (declared.get(section) or {}).items():
+                value = node["inputs"].get(name)
+                choices = _combo_choices(spec)
+                if (node_id, name) in skipped or choices is None or not isinstance(value, str) or value in choices:
+                    continue
+                shown = ", ".join(repr(c) for c in choices[:8]) + (", ..." if len(choices) > 8 else "") or "none"
+                problems.append(f"{node_id}.{name} = {value!r} (node {node['class_type']}; the server offers: {shown})")
+    return problems
