@@ -1,0 +1,110 @@
+"""``harmovid harmonize-frames`` and ``harmovid deflicker``: each built-in step alone, file to file.
+
+Both stream their inputs in chunks (bounded memory for long videos) through the same streaming engine
+classes the library offers, so a step can be run and scored on its own. Inputs are anything
+``comfy_harmovid.io`` reads (videos, PNG folders, images); outputs .mp4/.mov, lossless .mkv or a folder/.
+"""
+
+from ..deflicker import Deflicker
+from ..errors import HarmoVidError
+from ..harmonize import METHODS, StatisticsHarmonizer
+from ..io import VideoWriter, iter_mask_chunks, iter_video_chunks, probe_video
+from .common import progress_bar
+
+CHUNK_FRAMES = 16
+
+
+def _check_strength(strength: float) -> float:
+    if not 0.0 <= strength <= 1.0:
+        raise HarmoVidError(f"--strength must be between 0 and 1, got {strength}.")
+    return strength
+
+
+def _companion_chunks(path, name, main_info, *, mask: bool):
+    """Chunks of a second input that must match the main input frame for frame (or None)."""
+    if path is None:
+        return None
+    info = probe_video(path)
+    if (info.width, info.height) != (main_info.width, main_info.height):
+        raise HarmoVidError(
+            f"{name} {path} is {info.width}x{info.height} but the input is {main_info.width}x{main_info.height}. "
+            "Resize it to match."
+        )
+    if info.frame_count < main_info.frame_count:
+        raise HarmoVidError(
+            f"{name} {path} has {info.frame_count} frames but the input has {main_info.frame_count}. "
+            "Give one with at least as many frames."
+        )
+    reader = iter_mask_chunks if mask else iter_video_chunks
+    return reader(path, CHUNK_FRAMES, max_frames=main_info.frame_count)
+
+
+def _stream(args, main_path, step, companions) -> int:
+    """Run ``step(chunk, *companion_chunks)`` over the main input and write the result."""
+    info = probe_video(main_path)
+    audio = main_path if info.has_audio and not str(args.output).endswith("/") else None
+    done = 0
+    with progress_bar(args.command) as progress, VideoWriter(
+        args.output, info.fps, audio_from=audio, audio_start=info.start_time, overwrite=args.overwrite
+    ) as writer:
+        for chunk in iter_video_chunks(main_path, CHUNK_FRAMES):
+            extra = [None if c is None else next(c) for c in companions]
+            writer.write(step(chunk, *extra))
+            done += chunk.shape[0]
+            progress(done, info.frame_count)
+    print(f"wrote {args.output} ({done} frames at {info.fps:g} fps)")
+    return 0
+
+
+def _harmonize_frames(args) -> int:
+    if args.method not in METHODS:
+        raise HarmoVidError(f"--method {args.method!r} is unknown; choose one of: {', '.join(METHODS)}.")
+    harmonizer = StatisticsHarmonizer(_check_strength(args.strength))
+    info = probe_video(args.composite)
+    companions = [
+        _companion_chunks(args.mask, "--mask", info, mask=True),
+        _companion_chunks(args.background, "--background", info, mask=False),
+    ]
+    return _stream(args, args.composite, harmonizer.process, companions)
+
+
+def _deflicker(args) -> int:
+    engine = Deflicker(_check_strength(args.strength))
+    info = probe_video(args.input)
+    companions = [
+        _companion_chunks(args.reference, "--reference", info, mask=False),
+        _companion_chunks(args.mask, "--mask", info, mask=True),
+    ]
+    return _stream(args, args.input, engine.process, companions)
+
+
+def _add_output(parser) -> None:
+    parser.add_argument("-o", "--output", required=True,
+                        help=".mp4/.mov (H.264), .mkv (lossless FFV1) or a folder/ of PNGs")
+    parser.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    parser.add_argument("--strength", type=float, default=1.0, help="0 = unchanged .. 1 = full (default 1)")
+
+
+def register(subparsers) -> None:
+    harmonize = subparsers.add_parser(
+        "harmonize-frames",
+        help="Per-frame harmonization (HarmoIm) of a composite toward its background's light.",
+        description="Harmonize each frame of a composite video given the person's alpha/mask.",
+    )
+    harmonize.add_argument("--composite", required=True, help="composite video or PNG folder")
+    harmonize.add_argument("--mask", required=True, help="alpha or mask of the person (white = person)")
+    harmonize.add_argument("--background", default=None, help="clean background plate (optional)")
+    harmonize.add_argument("--method", default=METHODS[0], help=f"one of: {', '.join(METHODS)}")
+    _add_output(harmonize)
+    harmonize.set_defaults(func=_harmonize_frames)
+
+    deflicker = subparsers.add_parser(
+        "deflicker",
+        help="Remove lighting flicker from a processed video (flow-guided temporal consistency).",
+        description="Lighting Deflicker: keep each frame's detail, follow the previous output along the motion.",
+    )
+    deflicker.add_argument("--input", required=True, help="the flickering (processed) video")
+    deflicker.add_argument("--mask", default=None, help="correct only inside this mask (white = foreground)")
+    deflicker.add_argument("--reference", default=None, help="the unprocessed video, used for motion only")
+    _add_output(deflicker)
+    deflicker.set_defaults(func=_deflicker)

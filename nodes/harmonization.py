@@ -1,0 +1,134 @@
+"""Nodes: HarmoIm Frames (per-frame harmonization) and Lighting Deflicker (temporal consistency)."""
+
+from comfy_harmovid.deflicker import deflicker
+from comfy_harmovid.harmonize import METHODS, harmonize_frames
+
+from . import comfy_adapter
+
+# Frames per engine step: the progress bar ticks (and Cancel is checked) once per chunk.
+CHUNK_FRAMES = 16
+
+STRENGTH_OPTIONS = {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05}
+
+
+class HarmoVidHarmoImFrames:
+    DESCRIPTION = (
+        "Per-frame harmonization of a composite: moves the person's colour cast, exposure and contrast part "
+        "of the way toward the background's light, estimated robustly and only as far as the evidence "
+        "supports (it holds back when the measurements disagree), applied through the soft alpha. Pixels "
+        "outside the alpha are never changed. The correction is smoothed over time; follow with Lighting "
+        "Deflicker for the rest."
+    )
+    CATEGORY = "HarmoVid"
+    FUNCTION = "harmonize"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("harmonized",)
+    OUTPUT_TOOLTIPS = ("The harmonized frames, same size and length as the composite.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "composite": ("IMAGE", {"tooltip": "The composite frames (person over the new background)."}),
+                "alpha": (
+                    "MASK",
+                    {
+                        "tooltip": "Where the person is, 1 = foreground, same size and length as the composite "
+                        "(e.g. Composite's alpha output). ComfyUI's LoadImage gives 1 - alpha: invert it first."
+                    },
+                ),
+                "method": (
+                    list(METHODS),
+                    {"default": METHODS[0], "tooltip": "statistics: the built-in, weights-free method."},
+                ),
+                "strength": (
+                    "FLOAT",
+                    dict(STRENGTH_OPTIONS, tooltip="0 = unchanged, 1 = the full (already cautious) correction."),
+                ),
+            },
+            "optional": {
+                "background": (
+                    "IMAGE",
+                    {
+                        "tooltip": "The clean background frames (Composite's background output). Without it the "
+                        "composite outside the alpha is used as the background's light."
+                    },
+                ),
+            },
+        }
+
+    def harmonize(self, composite, alpha, method, strength, background=None):
+        out = harmonize_frames(
+            composite,
+            alpha,
+            background,
+            method=method,
+            strength=float(strength),
+            progress=comfy_adapter.progress(),
+            chunk_frames=CHUNK_FRAMES,
+        )
+        return (out.to(comfy_adapter.offload_device()),)
+
+
+class HarmoVidLightingDeflicker:
+    DESCRIPTION = (
+        "Removes lighting flicker (global colour and exposure, local shadows) that frame-by-frame processing "
+        "leaves, keeping each frame's detail: each frame follows the previous output carried along by optical "
+        "flow wherever the motion can be trusted (occlusions and shot cuts start afresh). Give the unprocessed "
+        "video as reference for the motion (its colours are never used) and the alpha to correct only the person."
+    )
+    CATEGORY = "HarmoVid"
+    FUNCTION = "deflicker"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("frames",)
+    OUTPUT_TOOLTIPS = ("The deflickered frames, same size and length as the input.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "frames": ("IMAGE", {"tooltip": "The flickering frames, e.g. HarmoIm Frames' output."}),
+                "strength": (
+                    "FLOAT",
+                    dict(STRENGTH_OPTIONS, tooltip="0 = unchanged; 1 = steadiest. Lower it if slow, intended "
+                         "light changes lag behind."),
+                ),
+            },
+            "optional": {
+                "reference": (
+                    "IMAGE",
+                    {
+                        "tooltip": "The unprocessed video (e.g. the composite before harmonization), same size and "
+                        "length; used for motion only. Without it the motion is taken from the frames themselves."
+                    },
+                ),
+                "mask": (
+                    "MASK",
+                    {
+                        "tooltip": "Correct only here (1 = foreground), e.g. the alpha; the rest is untouched. "
+                        "Without it the whole frame is corrected."
+                    },
+                ),
+            },
+        }
+
+    def deflicker(self, frames, strength, reference=None, mask=None):
+        out = deflicker(
+            frames,
+            reference=reference,
+            mask=mask,
+            strength=float(strength),
+            progress=comfy_adapter.progress(),
+            chunk_frames=CHUNK_FRAMES,
+        )
+        return (out.to(comfy_adapter.offload_device()),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "HarmoVidHarmoImFrames": HarmoVidHarmoImFrames,
+    "HarmoVidLightingDeflicker": HarmoVidLightingDeflicker,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "HarmoVidHarmoImFrames": "HarmoIm Frames",
+    "HarmoVidLightingDeflicker": "Lighting Deflicker",
+}

@@ -1,0 +1,168 @@
+"""Built-in Lighting Deflicker: engine, node and command on small synthetic clips."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from comfy_harmovid.cli import main as harmovid
+from comfy_harmovid.deflicker import Deflicker, deflicker
+from comfy_harmovid.errors import HarmoVidError
+from comfy_harmovid.io import read_video, write_video
+from comfy_harmovid.metrics import warping_error
+from nodes.harmonization import HarmoVidLightingDeflicker
+
+from conftest import make_portrait_clip
+
+
+def texture(height=72, width=96, seed=0, blur=2.0):
+    rng = np.random.default_rng(seed)
+    noise = rng.random((height, width, 3)).astype(np.float32)
+    return torch.from_numpy(cv2.GaussianBlur(noise, (0, 0), blur)) * 0.6 + 0.2
+
+
+def moving_clip(frames=10, step=2, seed=0):
+    """A texture sliding right by ``step`` pixels per frame (a crop of a wider image)."""
+    wide = texture(72, 96 + step * frames, seed)
+    return torch.stack([wide[:, step * (frames - t) : step * (frames - t) + 96] for t in range(frames)])
+
+
+def flicker_gains(frames, amount=0.15, seed=1):
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(1.0 + amount * rng.uniform(-1, 1, frames).astype(np.float32))
+
+
+def test_deflicker_steadies_brightness_flicker_on_a_still_clip():
+    still = texture()[None].repeat(12, 1, 1, 1)
+    flickering = (still * flicker_gains(12).view(-1, 1, 1, 1)).clamp(0, 1)
+    out = deflicker(flickering)
+    before = flickering.mean(dim=(1, 2, 3)).diff().abs().mean()
+    after = out[1:].mean(dim=(1, 2, 3)).diff().abs().mean()  # frame 0 has no history to follow
+    assert after < before / 4, f"frame-to-frame brightness change only went from {before:.4f} to {after:.4f}"
+
+
+def test_deflicker_keeps_a_moving_clip_moving_and_steadies_it():
+    clean = moving_clip()
+    flickering = (clean * flicker_gains(clean.shape[0]).view(-1, 1, 1, 1)).clamp(0, 1)
+    out = deflicker(flickering, reference=clean)
+    error_in, error_out = warping_error(flickering, clean), warping_error(out, clean)
+    assert error_out < error_in / 3, f"warping error {error_in:.2e} -> {error_out:.2e}: flicker not removed"
+    # The content must still move with the reference (not be frozen on an earlier frame).
+    shift = (out[-1, :, 10:-10] - clean[-1, :, 10:-10] * out[-1].mean() / clean[-1].mean()).abs().mean()
+    frozen = (out[-1, :, 10:-10] - out[0, :, 10:-10]).abs().mean()
+    assert shift < frozen / 3, f"last frame does not follow the motion (error {shift:.4f} vs change {frozen:.4f})"
+
+
+def test_deflicker_keeps_processed_gradients():
+    still = texture(seed=3, blur=1.0)[None].repeat(8, 1, 1, 1)
+    offsets = torch.linspace(-0.1, 0.1, 8)[torch.randperm(8, generator=torch.Generator().manual_seed(0))]
+    processed = still + offsets.view(-1, 1, 1, 1)
+    out = deflicker(processed)
+
+    def grad(x):
+        return torch.cat([x.diff(dim=1).flatten(), x.diff(dim=2).flatten()])
+
+    change = (grad(out) - grad(processed)).abs().mean() / grad(processed).abs().mean()
+    assert change < 0.1, f"deflicker changed the frames' gradients by {change:.1%} (should keep the detail)"
+    spread = out.mean(dim=(1, 2, 3))[1:].std()
+    assert spread < offsets[1:].std() / 3, "the additive flicker was not removed"
+
+
+def test_deflicker_reduces_foreground_warping_error_on_synthetic_flicker():
+    clean, mask, _ = make_portrait_clip(frames=10, height=64, width=80)
+    rng = np.random.default_rng(0)
+    casts = torch.from_numpy(rng.uniform(-0.08, 0.08, (10, 1, 1, 3)).astype(np.float32))
+    jittered = (clean + casts * mask[..., None]).clamp(0, 1)
+    out = deflicker(jittered, reference=clean, mask=mask)
+    error_in = warping_error(jittered, clean, mask)
+    error_out = warping_error(out, clean, mask)
+    error_clean = warping_error(clean, clean, mask)
+    assert error_out < error_in / 3, f"foreground warping error {error_in:.2e} -> {error_out:.2e}"
+    assert error_out < 3 * error_clean + 1e-4, f"still far from the clean clip's {error_clean:.2e}: {error_out:.2e}"
+
+
+def test_deflicker_never_pulls_colours_from_the_reference():
+    clean = moving_clip(frames=8)
+    processed = (clean * flicker_gains(8, 0.05).view(-1, 1, 1, 1)).clamp(0, 1)
+    reference = clean.clone()
+    reference[..., 2] = (reference[..., 2] + 0.3).clamp(0, 1)  # a strongly blue reference
+    reference[..., 0] *= 0.5
+    out = deflicker(processed, reference=reference)
+    colour_out = out.mean(dim=(0, 1, 2))
+    colour_in = processed.mean(dim=(0, 1, 2))
+    assert (colour_out - colour_in).abs().max() < 0.02, (
+        f"output colour {colour_out.tolist()} moved away from the processed {colour_in.tolist()} toward the reference"
+    )
+
+
+def test_deflicker_starts_afresh_at_a_shot_cut():
+    shot_a = texture(seed=1)[None].repeat(4, 1, 1, 1) * 0.6
+    shot_b = texture(seed=7)[None].repeat(4, 1, 1, 1).flip(1)
+    clip = torch.cat([shot_a, shot_b])
+    engine = Deflicker()
+    out = engine.process(clip)
+    assert engine.cuts == [4], f"expected one cut at frame 4, found {engine.cuts}"
+    assert torch.allclose(out[4], clip[4], atol=1e-5), "the first frame after a cut must not carry the old shot"
+    assert (out[5:] - clip[5:]).abs().mean() < 0.01, "frames after the cut drifted toward the old shot"
+
+
+def test_streaming_in_chunks_equals_the_whole_clip():
+    clean, mask, _ = make_portrait_clip(frames=9, height=48, width=64)
+    jittered = (clean * flicker_gains(9).view(-1, 1, 1, 1)).clamp(0, 1)
+    whole = deflicker(jittered, reference=clean, mask=mask)
+    engine = Deflicker()
+    parts = [engine.process(jittered[i : i + 4], clean[i : i + 4], mask[i : i + 4]) for i in range(0, 9, 4)]
+    assert torch.allclose(torch.cat(parts), whole, atol=1e-6), "chunked streaming differs from the whole clip"
+
+
+def test_deflicker_leaves_pixels_outside_the_mask_and_strength_zero_untouched():
+    clean, mask, _ = make_portrait_clip(frames=6, height=48, width=64)
+    jittered = (clean * flicker_gains(6).view(-1, 1, 1, 1)).clamp(0, 1)
+    out = deflicker(jittered, mask=mask)
+    outside = mask == 0
+    assert torch.equal(out[outside], jittered[outside]), "pixels outside the mask were changed"
+    assert torch.equal(deflicker(jittered, strength=0.0), jittered), "strength 0 must return the input"
+
+
+def test_deflicker_rejects_bad_input_with_clear_errors():
+    frames = torch.rand(4, 16, 16, 3)
+    with pytest.raises(HarmoVidError, match="reference has 3"):
+        deflicker(frames, reference=torch.rand(3, 16, 16, 3))
+    with pytest.raises(HarmoVidError, match="mask"):
+        deflicker(frames, mask=torch.rand(4, 8, 8))
+    with pytest.raises(HarmoVidError, match="strength"):
+        deflicker(frames, strength=1.5)
+    engine = Deflicker()
+    engine.process(frames[:2], frames[:2])
+    with pytest.raises(HarmoVidError, match="every chunk"):
+        engine.process(frames[2:])
+
+
+def test_lighting_deflicker_node_runs_on_a_small_clip():
+    clean, mask, _ = make_portrait_clip(frames=5, height=40, width=48)
+    jittered = (clean * flicker_gains(5).view(-1, 1, 1, 1)).clamp(0, 1)
+    node = HarmoVidLightingDeflicker()
+    inputs = HarmoVidLightingDeflicker.INPUT_TYPES()
+    for group in inputs.values():
+        for name, (_, options) in group.items():
+            assert options.get("tooltip"), f"input {name} has no tooltip"
+    (out,) = getattr(node, node.FUNCTION)(jittered, 1.0, reference=clean, mask=mask)
+    assert out.shape == jittered.shape and out.dtype == torch.float32
+    assert torch.allclose(out, deflicker(jittered, reference=clean, mask=mask)), "node output differs from the engine"
+
+
+def test_deflicker_command_writes_a_steadier_video(tmp_path):
+    clean = moving_clip(frames=6)
+    flickering = (clean * flicker_gains(6).view(-1, 1, 1, 1)).clamp(0, 1)
+    write_video(tmp_path / "in.mkv", flickering, 12)
+    write_video(tmp_path / "ref.mkv", clean, 12)
+    out_path = tmp_path / "out.mkv"
+    code = harmovid(["deflicker", "--input", str(tmp_path / "in.mkv"), "--reference", str(tmp_path / "ref.mkv"),
+                     "-o", str(out_path)])
+    assert code == 0 and out_path.exists()
+    out = read_video(out_path).frames
+    assert out.shape == flickering.shape
+    assert warping_error(out, clean) < warping_error(flickering, clean) / 2, "the command did not deflicker"
+    assert harmovid(["deflicker", "--input", str(tmp_path / "in.mkv"), "-o", str(out_path)]) == 2, (
+        "an existing output must be refused without --overwrite"
+    )
