@@ -80,8 +80,9 @@ class _Display:
         elif event.kind == "job_started":
             position = self.free_positions.pop(0) if self.free_positions else len(self.bars) + 1
             self.close_bar(event.job)
-            self.bars[event.job] = (tqdm(total=100, desc=f"{event.job} @ {event.data['server']}", unit="%", file=sys.stderr,
-                                         dynamic_ncols=True, disable=None, position=position, leave=False), position)
+            bar = tqdm(total=100, desc=f"{event.job} @ {event.data['server']}", file=sys.stderr, dynamic_ncols=True,
+                       disable=None, position=position, leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
+            self.bars[event.job] = (bar, position)
         elif event.kind == "job_progress" and event.job in self.bars:
             bar = self.bars[event.job][0]
             bar.n = int(round(event.data["fraction"] * 100))
