@@ -139,3 +139,29 @@ def test_snr_shift_comes_from_the_model_config():
 def test_bad_sampler_settings_raise_one_clear_error(kwargs, message):
     with pytest.raises(HarmoVidError, match=message):
         sample(TinyDenoiser(), make_condition(), **kwargs)
+
+
+def test_bench_diffusion_reports_speed_memory_seams_and_planning(tmp_path, capsys, monkeypatch):
+    import json
+
+    from comfy_harmovid.bench import diffusion
+    from comfy_harmovid.cli import build_parser
+
+    # Measure in this process: the fresh-subprocess launch is the one part not exercised (it costs an import).
+    monkeypatch.setattr(diffusion, "_measure_in_subprocess", diffusion.measure)
+    output = tmp_path / "bench.json"
+    args = build_parser().parse_args(
+        ["bench", "diffusion", "--configs", "tiny", "--frames", "9", "--size", "16x16", "--steps", "1",
+         "--window", "2", "--overlap", "1", "--threads", "0", "--json", str(output)]
+    )
+    assert args.func(args) == 0
+    results = json.loads(output.read_text())
+    speed = results["speed"]
+    assert [row.get("error") for row in speed] == [None, None], f"a measuring subprocess failed: {speed}"
+    assert [row["windows"] for row in speed] == [1, 2], f"expected one run without and one with the tiler: {speed}"
+    assert all(row["seconds_per_step"] > 0 and row["peak_rss_mib"] > 0 for row in speed), speed
+    assert {row["weighting"] for row in results["seams"]} >= {"flat", "pyramid", "overlap-linear"}
+    planning = {row["layout"]: row for row in results["planning"]}
+    assert 1.6e9 < planning["cogvideox-2b"]["parameters"] < 1.8e9, f"2B parameter count off: {planning}"
+    assert planning["cogvideox-5b"]["tflops_per_pass"] > planning["cogvideox-2b"]["tflops_per_pass"] > 0
+    assert "Seams" in capsys.readouterr().out, "the bench must print its tables"
