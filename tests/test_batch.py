@@ -300,3 +300,30 @@ def test_a_model_or_file_the_server_lacks_is_reported_before_anything_is_queued(
     with pytest.raises(HarmoVidError, match=r"3.codec = 'prores'.*offers: 'auto', 'h264'"):
         run_batch(config_for(clips, [server], tmp_path / "out", overrides=[parse_assignment("3.codec=prores")]))
     assert server.prompts == [] and server.uploads == {}, "nothing may be uploaded or queued"
+
+
+def test_match_uploads_each_inputs_partner_file(servers, clips, tmp_path):
+    originals = tmp_path / "originals"
+    originals.mkdir()
+    for clip in clips.glob("*.mp4"):
+        (originals / f"{clip.stem}.mov").write_bytes(b"original of " + clip.read_bytes())
+    workflow = dict(SIMPLE_WORKFLOW, **{"4": {"class_type": "LoadVideo", "inputs": {"file": "original.mp4"}}})
+    server = servers()
+    summary = run_batch(config_for(clips, [server], tmp_path / "out", workflow=workflow,
+                                   matched=[(parse_target("4.file"), originals)]))
+    assert summary.done == 4, summary.records
+    for prompt in server.prompts:
+        clip, partner = prompt["1"]["inputs"]["file"], prompt["4"]["inputs"]["file"]
+        assert server.uploads[partner] == b"original of " + server.uploads[clip], f"{partner} is not the partner of {clip}"
+    assert all(r["matched"]["4.file"].endswith(".mov") for r in summary.records)
+
+
+def test_an_input_without_its_partner_file_is_an_error_before_anything_is_queued(servers, clips, tmp_path):
+    originals = tmp_path / "originals"
+    originals.mkdir()
+    (originals / "clip0.mp4").write_bytes(b"only one")
+    workflow = dict(SIMPLE_WORKFLOW, **{"4": {"class_type": "LoadVideo", "inputs": {"file": "original.mp4"}}})
+    server = servers()
+    with pytest.raises(HarmoVidError, match=r"no partner file: clip1.mp4"):
+        run_batch(config_for(clips, [server], tmp_path / "out", workflow=workflow, matched=[(parse_target("4.file"), originals)]))
+    assert server.prompts == []

@@ -42,6 +42,7 @@ class BatchConfig:
     input_target: Assignment
     overrides: Sequence[Assignment] = ()
     uploads: Sequence[Tuple[Assignment, Path]] = ()  # files uploaded once per server, same for every job
+    matched: Sequence[Tuple[Assignment, Path]] = ()  # (target, folder): each job also uploads the folder's file of the same name
     manifest: Optional[Path] = None  # default: output_dir / "manifest.jsonl"
     resume: bool = False
     overwrite: bool = False
@@ -54,6 +55,11 @@ class BatchConfig:
     poll_interval: float = 2.0
     request_timeout: float = 30.0
     max_output_bytes: int = DEFAULT_MAX_BYTES
+
+    @property
+    def file_targets(self) -> List[Assignment]:
+        """The inputs that get uploaded file names (set per job or per server, not from the workflow)."""
+        return [self.input_target, *(t for t, _ in self.uploads), *(t for t, _ in self.matched)]
 
     @property
     def manifest_path(self) -> Path:
@@ -83,8 +89,18 @@ class BatchSummary:
 class _Job:
     input: Path
     key: str
+    partners: List[Tuple[Assignment, Path]] = field(default_factory=list)  # from BatchConfig.matched
     attempts: int = 0
     last_error: Optional[str] = None
+
+
+def matching_file(folder: Path, path: Path) -> Optional[Path]:
+    """The file in ``folder`` with the same name as ``path``, or else the same stem and a media extension."""
+    same = Path(folder) / path.name
+    if same.is_file():
+        return same
+    candidates = sorted(p for p in Path(folder).glob(f"{path.stem}.*") if p.suffix.lower() in INPUT_EXTENSIONS)
+    return candidates[0] if candidates else None
 
 
 def collect_inputs(paths: Sequence) -> List[Path]:
@@ -155,11 +171,18 @@ class BatchRunner:
     def plan(self) -> Tuple[List[_Job], int]:
         """The jobs still to do, and how many inputs the manifest shows as finished."""
         config = self.config
-        for assignment in [config.input_target, *config.overrides, *(target for target, _ in config.uploads)]:
+        for assignment in [*config.file_targets, *config.overrides]:
             check_target(config.workflow, assignment)
         for _, path in config.uploads:
             if not Path(path).is_file():
                 raise HarmoVidError(f"--upload file {path} does not exist.")
+        for _, folder in config.matched:
+            if not Path(folder).is_dir():
+                raise HarmoVidError(f"--match folder {folder} does not exist.")
+        unmatched = [f"{path.name} (no match in {folder})" for path in config.inputs for _, folder in config.matched
+                     if matching_file(folder, Path(path)) is None]
+        if unmatched:
+            raise HarmoVidError(f"Some inputs have no partner file: {', '.join(unmatched)}. Add the files, or leave those inputs out.")
         latest = self.manifest.latest()
         if latest and not config.resume:
             raise HarmoVidError(
@@ -175,7 +198,8 @@ class BatchRunner:
                 continue
             key = record.get("key") if record and record.get("key") else self._new_key(path, used_keys)
             used_keys.add(key)
-            jobs.append(_Job(Path(path), key))
+            partners = [(target, matching_file(folder, Path(path))) for target, folder in config.matched]
+            jobs.append(_Job(Path(path), key, partners))
         return jobs, skipped
 
     @staticmethod
@@ -187,7 +211,7 @@ class BatchRunner:
 
     async def check_servers(self, servers: List[_Server]) -> None:
         """Every server must answer and have every node class the workflow uses."""
-        targets = [self.config.input_target, *self.config.overrides, *(t for t, _ in self.config.uploads)]
+        targets = [*self.config.file_targets, *self.config.overrides]
         for server in servers:
             try:
                 info = await server.client.object_info()
@@ -206,8 +230,8 @@ class BatchRunner:
                     "nothing was queued."
                 )
             check_inputs_known(self.config.workflow, targets, info)
-            per_job = [self.config.input_target, *(t for t, _ in self.config.uploads)]
-            invalid = invalid_choices(apply_assignments(self.config.workflow, self.config.overrides), info, skip=per_job)
+            invalid = invalid_choices(apply_assignments(self.config.workflow, self.config.overrides), info,
+                                      skip=self.config.file_targets)
             if invalid:
                 raise HarmoVidError(
                     f"ComfyUI server {server.client.url} does not have these values: {'; '.join(invalid)}. Choose one it "
@@ -285,6 +309,7 @@ class BatchRunner:
         finished = time.time()
         record = {
             "input": str(job.input), "key": job.key, "status": status, "server": server.client.url,
+            "matched": {target.target: str(path) for target, path in job.partners},
             "prompt_id": prompt_id, "outputs": outputs,
             "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds") if started else None,
             "finished": _now(), "seconds": round(finished - started, 3) if started else None,
@@ -304,8 +329,10 @@ class BatchRunner:
         try:
             fixed = await server.fixed_uploads()
             name = await server.client.upload(job.input)
-            target = Assignment(self.config.input_target.node_id, self.config.input_target.input_name, name)
-            prompt = apply_assignments(self.config.workflow, [*self.config.overrides, *fixed, target])
+            files = [Assignment(self.config.input_target.node_id, self.config.input_target.input_name, name)]
+            for partner_target, partner in job.partners:
+                files.append(Assignment(partner_target.node_id, partner_target.input_name, await server.client.upload(partner)))
+            prompt = apply_assignments(self.config.workflow, [*self.config.overrides, *fixed, *files])
             client_id = uuid.uuid4().hex
             websocket = await server.client.websocket(client_id)
             try:

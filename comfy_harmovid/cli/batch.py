@@ -33,6 +33,9 @@ def register(subparsers) -> None:
                         help="Set a node input for every job; VALUE is JSON when it parses (42, 0.5, true, \"text\"), else text.")
     parser.add_argument("--upload", action="append", default=[], metavar="NODE.INPUT=FILE",
                         help="Upload FILE once per server and set it on NODE.INPUT for every job (e.g. the background clip).")
+    parser.add_argument("--match", action="append", default=[], metavar="NODE.INPUT=FOLDER",
+                        help="For each input, also upload the file of the same name in FOLDER to NODE.INPUT (e.g. each "
+                             "processed clip's original for Lighting Deflicker, or each person's own background).")
     parser.add_argument("--output", type=Path, default=Path("harmovid-batch"), help="Output folder (default: harmovid-batch).")
     parser.add_argument("--manifest", type=Path, help="Manifest (JSON lines) path (default: OUTPUT/manifest.jsonl).")
     parser.add_argument("--resume", action="store_true", help="Continue the batch in the manifest, skipping finished inputs.")
@@ -52,6 +55,14 @@ def _positive(value, name):
     if value <= 0:
         raise HarmoVidError(f"{name} must be positive, got {value}.")
     return value
+
+
+def _match(text: str):
+    assignment = parse_assignment(text)
+    folder = Path(str(assignment.value)).expanduser()
+    if not folder.is_dir():
+        raise HarmoVidError(f"--match {text}: {folder} is not a folder.")
+    return parse_target(assignment.target), folder.resolve()
 
 
 def _upload(text: str):
@@ -130,6 +141,7 @@ def run(args) -> int:
         input_target=parse_target(args.input_node),
         overrides=[parse_assignment(text) for text in args.overrides],
         uploads=[_upload(text) for text in args.upload],
+        matched=[_match(text) for text in args.match],
         manifest=args.manifest,
         resume=args.resume,
         overwrite=args.overwrite,
