@@ -34,7 +34,7 @@ class HarmonizeSettings:
     threshold: float = 0.5
     # Pseudo-alpha.
     band_width: int = 12
-    edge_awareness: float = 0.5
+    edge_awareness: float = 1.0
     alpha_temporal_smoothing: float = 0.5
     # Composite.
     scale: float = 1.0
