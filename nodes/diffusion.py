@@ -35,7 +35,8 @@ def _resolve(kind: str, name: str):
         folders = ", ".join(str(f) for f in comfy_adapter.model_folders(kind))
         raise HarmoVidError(f"No models in {folders}. {HOW_TO_GET_WEIGHTS}")
     path = comfy_adapter.resolve_model_path(kind, name)
-    if kind == "harmovid_vae" and path.name.startswith("diffusion_pytorch_model") and (path.parent / "config.json").is_file():
+    in_diffusers_folder = path.name.startswith("diffusion_pytorch_model") and (path.parent / "config.json").is_file()
+    if kind == "harmovid_vae" and in_diffusers_folder:
         return path.parent
     return path
 

@@ -22,7 +22,10 @@ class TinyDenoiser(nn.Module):
 
     def forward(self, noisy_latent, composite_latent, background_latent, mask, timestep):
         self.calls.append((noisy_latent.clone(), composite_latent, background_latent, mask, timestep.clone()))
-        latent_mask = F.adaptive_avg_pool3d(mask, noisy_latent.shape[-3:])
+        return self.velocity(noisy_latent, composite_latent, background_latent, mask, timestep)
+
+    def velocity(self, noisy_latent, composite_latent, background_latent, mask, timestep):
+        latent_mask = F.adaptive_avg_pool3d(mask.float(), noisy_latent.shape[-3:])
         x = torch.cat([noisy_latent, composite_latent, background_latent, latent_mask], dim=1)
         return self.mix(x) * (timestep.float().view(-1, 1, 1, 1, 1) / 1000)
 
@@ -63,14 +66,11 @@ def test_guidance_calls_the_model_with_null_condition_and_mixes_the_velocities()
     assert torch.equal(conditional[1], condition.composite_latent), "the conditional pass lost the composite"
 
     with torch.no_grad():
-        noisy, timestep = conditional[0], conditional[4]
-        v_cond = model.mix.forward(torch.cat([noisy, *conditional[1:3], F.adaptive_avg_pool3d(conditional[3], noisy.shape[-3:])], 1))
-        v_uncond = model.mix.forward(torch.cat([noisy, *unconditional[1:3], F.adaptive_avg_pool3d(unconditional[3], noisy.shape[-3:])], 1))
-        scale = timestep.float().view(-1, 1, 1, 1, 1) / 1000
-        velocity = v_uncond * scale + 5.0 * (v_cond * scale - v_uncond * scale)
+        v_cond, v_uncond = model.velocity(*conditional), model.velocity(*unconditional)
+        velocity = v_uncond + 5.0 * (v_cond - v_uncond)
         scheduler = make_scheduler("ddim")
         scheduler.set_timesteps(1)
-        expected = scheduler.step(velocity, scheduler.timesteps[0], noisy, return_dict=False)[0]
+        expected = scheduler.step(velocity, scheduler.timesteps[0], conditional[0], return_dict=False)[0]
     assert torch.allclose(latent, expected, atol=1e-6), "the guided step is not v_u + g (v_c - v_u) then one DDIM step"
 
 
