@@ -72,9 +72,14 @@ def expected_output(clip: Path) -> bytes:
 def test_batch_spreads_inputs_over_two_servers_and_downloads_each_output(servers, clips, tmp_path):
     first, second = servers(step_delay=0.02), servers(step_delay=0.02)
     output = tmp_path / "out"
-    summary = run_batch(config_for(clips, [first, second], output, overrides=[parse_assignment("2.strength=0.8")]))
+    events = []
+    summary = run_batch(config_for(clips, [first, second], output, overrides=[parse_assignment("2.strength=0.8")]),
+                        on_event=events.append)
 
     assert (summary.done, summary.failed) == (4, 0), f"expected 4 jobs done: {summary.records}"
+    for key in ("clip0", "clip1", "clip2", "clip3"):
+        fractions = [e.data["fraction"] for e in events if e.kind == "job_progress" and e.job == key]
+        assert fractions and fractions == sorted(fractions) and 0.5 < fractions[-1] <= 1, f"{key} progress: {fractions}"
     records = manifest_lines(output / "manifest.jsonl")
     assert {r["status"] for r in records} == {DONE} and len(records) == 4
     assert {r["server"] for r in records} == {first.url, second.url}, "both servers should have taken jobs"
