@@ -34,14 +34,14 @@ PAPER_TILER = dict(window=22, overlap=6)  # the paper's 85-frame windows, 24 fra
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("diffusion", help="Sampler seconds/step and peak memory vs clip length; seams.")
-    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help="config cards from models/configs")
-    parser.add_argument("--frames", default=",".join(map(str, DEFAULT_FRAMES)), help="clip lengths in frames")
-    parser.add_argument("--size", default="x".join(map(str, DEFAULT_SIZE)), help="HEIGHTxWIDTH in pixels")
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per run (after one warm-up step)")
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help="config cards from models/configs (default %(default)s)")
+    parser.add_argument("--frames", default=",".join(map(str, DEFAULT_FRAMES)), help="clip lengths in frames (default %(default)s)")
+    parser.add_argument("--size", default="x".join(map(str, DEFAULT_SIZE)), help="HEIGHTxWIDTH in pixels (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per run, after one warm-up step (default %(default)s)")
     parser.add_argument(
-        "--window", type=int, default=TILER["window"], help="MultiDiffusion window in latent frames"
+        "--window", type=int, default=TILER["window"], help="MultiDiffusion window in latent frames (default %(default)s)"
     )
-    parser.add_argument("--overlap", type=int, default=TILER["overlap"], help="MultiDiffusion overlap (latent)")
+    parser.add_argument("--overlap", type=int, default=TILER["overlap"], help="MultiDiffusion overlap in latent frames (default %(default)s)")
     parser.add_argument(
         "--threads", type=int, default=1,
         help="CPU threads per run (default 1: steady numbers on a shared machine; 0: torch's default)",
