@@ -332,3 +332,13 @@ def test_an_input_without_its_partner_file_is_an_error_before_anything_is_queued
     with pytest.raises(HarmoVidError, match=r"no partner file: clip1.mp4"):
         run_batch(config_for(clips, [server], tmp_path / "out", workflow=workflow, matched=[(parse_target("4.file"), originals)]))
     assert server.prompts == []
+
+
+def test_large_replies_are_read_whole_and_oversized_ones_refused(servers, clips, tmp_path, monkeypatch):
+    info = dict(VIDEO_OBJECT_INFO, **{f"Other{i}": {"input": {"required": {}}, "output": [], "description": "x" * 500}
+                                      for i in range(2000)})  # about 1 MB, many network chunks
+    server = servers(object_info=info)
+    assert run_batch(config_for(clips, [server], tmp_path / "out")).done == 4
+    monkeypatch.setattr("comfy_harmovid.batch.client.MAX_REPLY_BYTES", 100_000)
+    with pytest.raises(HarmoVidError, match="over 100000 bytes"):
+        run_batch(config_for(clips, [server], tmp_path / "out2"))

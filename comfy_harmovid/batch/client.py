@@ -27,6 +27,7 @@ class JobFailed(Exception):
     """The server rejected or failed the job; the message says why."""
 
 
+MAX_REPLY_BYTES = 64 * 1024 * 1024  # JSON replies and websocket messages (object_info of big installs is a few MB)
 TRANSPORT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError, ConnectionError)
 
 
@@ -86,15 +87,21 @@ class ComfyClient:
             async with self.session.request(method, self.url + path, timeout=self.timeout, **kwargs) as response:
                 if response.status >= 500:
                     raise ServerUnavailable(f"{self.url}{path} answered HTTP {response.status}")
+                raw = bytearray()
+                async for chunk in response.content.iter_chunked(1 << 20):
+                    raw += chunk
+                    if len(raw) > MAX_REPLY_BYTES:
+                        raise JobFailed(f"{self.url}{path} sent a reply over {MAX_REPLY_BYTES} bytes; refusing it")
+                text = raw.decode("utf-8", errors="replace")
                 if response.status == 400 and path == "/prompt":
                     try:
-                        body = await response.json(content_type=None)
-                    except (ValueError, aiohttp.ContentTypeError):
-                        body = {"error": await response.text()}
+                        body = json.loads(text)
+                    except ValueError:
+                        body = {"error": text}
                     raise JobFailed(describe_rejection(body))
                 if response.status != 200:
-                    raise JobFailed(f"{self.url}{path} answered HTTP {response.status}: {_shorten(await response.text())}")
-                return await response.json(content_type=None)
+                    raise JobFailed(f"{self.url}{path} answered HTTP {response.status}: {_shorten(text)}")
+                return json.loads(text)
         except TRANSPORT_ERRORS as error:
             raise ServerUnavailable(f"cannot reach {self.url} ({type(error).__name__}: {error})") from None
         except (ValueError, aiohttp.ContentTypeError) as error:
@@ -157,7 +164,7 @@ class ComfyClient:
         try:
             return await self.session.ws_connect(
                 f"{self.ws_url}/ws", params={"clientId": client_id}, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5),
-                max_msg_size=64 * 1024 * 1024, heartbeat=None,
+                max_msg_size=MAX_REPLY_BYTES, heartbeat=None,
             )
         except (*TRANSPORT_ERRORS, aiohttp.WSServerHandshakeError) as error:
             raise ServerUnavailable(f"cannot open the websocket of {self.url} ({type(error).__name__}: {error})") from None
