@@ -10,10 +10,6 @@ paper's 85-frame windows) and the parameter count and FLOPs per step of the full
 """
 
 import json
-import os
-import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +17,7 @@ import torch
 from torch import nn
 
 from ..cli.common import progress_bar
+from .isolated import main_for, peak_rss_mib, run_isolated
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "models" / "configs"
 DEFAULT_CONFIGS = ("tiny", "small")
@@ -86,29 +83,7 @@ def load_card(name: str):
 
 
 def _measure_in_subprocess(job: dict) -> dict:
-    command = [sys.executable, "-m", "comfy_harmovid.bench.diffusion", json.dumps(job)]
-    environment = dict(os.environ)
-    if job.get("threads"):
-        environment["OMP_NUM_THREADS"] = str(job["threads"])  # no idle OpenMP workers spinning
-    finished = subprocess.run(command, capture_output=True, text=True, env=environment)
-    if finished.returncode != 0:
-        return {"error": finished.stderr.strip().splitlines()[-1] if finished.stderr.strip() else "failed"}
-    return json.loads(finished.stdout.strip().splitlines()[-1])
-
-
-def _peak_rss_mib() -> float:
-    """This process's peak resident memory in MiB.
-
-    Linux: VmHWM from /proc/self/status, because getrusage's ru_maxrss survives fork+exec and would report
-    the parent's (larger) peak for a fresh subprocess. Elsewhere: getrusage (KiB on Linux, bytes on macOS).
-    """
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    return run_isolated("comfy_harmovid.bench.diffusion", job, threads=job.get("threads") or 0)
 
 
 def _random_condition(config, frames: int, height: int, width: int, seed: int = 0):
@@ -141,7 +116,7 @@ def measure(job: dict) -> dict:
     condition = _random_condition(config, job["frames"], job["height"], job["width"])
     multidiffusion = MultiDiffusion(**job["tiler"]) if job["tiler"] else None
     windows = multidiffusion.layout(condition.composite_latent.shape) if multidiffusion else [None]
-    model_rss = _peak_rss_mib()
+    model_rss = peak_rss_mib()
     sample(model, condition, steps=1, guidance=1.0, multidiffusion=multidiffusion)  # warm-up: one pass
     start, start_cpu = time.perf_counter(), time.process_time()
     sample(model, condition, steps=job["steps"], guidance=6.0, multidiffusion=multidiffusion)
@@ -153,9 +128,9 @@ def measure(job: dict) -> dict:
         "threads": torch.get_num_threads(),
         "seconds_per_step": round(seconds, 4),
         "cpu_seconds_per_step": round(cpu_seconds, 4),
-        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
         "model_rss_mib": round(model_rss, 1),
-        "sampling_mib": round(_peak_rss_mib() - model_rss, 1),
+        "sampling_mib": round(peak_rss_mib() - model_rss, 1),
     }
 
 
@@ -275,4 +250,4 @@ def print_tables(results: dict) -> None:
 
 
 if __name__ == "__main__":  # the measuring subprocess
-    print(json.dumps(measure(json.loads(sys.argv[1]))))
+    main_for(measure)

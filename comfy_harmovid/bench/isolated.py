@@ -5,18 +5,36 @@ last line; :func:`run_isolated` starts it and returns that result (or ``{"error"
 """
 
 import json
+import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory in MiB.
+
+    Linux: VmHWM from /proc/self/status, because getrusage's ru_maxrss survives fork+exec and would
+    report the parent's (larger) peak for a fresh subprocess. Elsewhere: getrusage (KiB on Linux,
+    bytes on macOS).
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def run_isolated(module: str, job: dict) -> dict:
-    finished = subprocess.run([sys.executable, "-m", module, json.dumps(job)], capture_output=True, text=True)
+def run_isolated(module: str, job: dict, *, threads: int = 0) -> dict:
+    """Run ``module``'s measurement of ``job`` in a fresh process; ``threads`` > 0 caps its threads."""
+    environment = dict(os.environ)
+    if threads:
+        environment["OMP_NUM_THREADS"] = str(threads)  # no idle OpenMP workers spinning
+    command = [sys.executable, "-m", module, json.dumps(job)]
+    finished = subprocess.run(command, capture_output=True, text=True, env=environment)
     if finished.returncode != 0:
         lines = finished.stderr.strip().splitlines()
         return {"error": lines[-1] if lines else f"exit code {finished.returncode}"}
