@@ -18,9 +18,9 @@ as the evidence supports:
 
 from typing import Optional
 
+import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .color import lab_to_rgb, rgb_to_lab
 from .errors import HarmoVidError
@@ -30,6 +30,7 @@ from .validate import check_frames, check_mask, check_not_empty, check_same_leng
 METHODS = ("statistics",)
 
 STATS_SIZE = 128  # short side (pixels) the statistics are measured at
+STATS_PIXELS = 8192  # at most this many pixels per region enter the statistics
 SAMPLE_PIXELS = 4096  # foreground pixels the affine colour map is fitted on
 
 
@@ -39,14 +40,23 @@ def _strength(strength: float) -> float:
     return float(strength)
 
 
-def _small(image: torch.Tensor, size: int) -> torch.Tensor:
-    """``[H, W, C]`` -> area-downsampled so the short side is at most ``size``."""
+def _small(image: np.ndarray, size: int) -> torch.Tensor:
+    """``[H, W]`` or ``[H, W, 3]`` array -> area-downsampled tensor whose short side is at most ``size``."""
     height, width = image.shape[:2]
     scale = min(1.0, size / min(height, width))
-    if scale == 1.0:
-        return image
-    shape = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return F.interpolate(image.permute(2, 0, 1)[None], size=shape, mode="area")[0].permute(1, 2, 0)
+    if scale < 1.0:
+        image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                           interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(np.ascontiguousarray(image))
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+
+
+def _subsample(pixels: torch.Tensor, limit: int) -> torch.Tensor:
+    step = max(1, pixels.shape[0] // limit)
+    return pixels[::step]
 
 
 def _soft_threshold(x: torch.Tensor, dead_zone: float) -> torch.Tensor:
@@ -115,13 +125,13 @@ class StatisticsHarmonizer:
             background_chunk = check_frames(background_chunk, "background")
             check_same_size(composite, background_chunk, "composite", "background")
             check_same_length(composite, background_chunk, "composite", "background")
-        out = torch.empty_like(composite, dtype=torch.float32)
+        out = torch.empty(composite.shape, dtype=torch.float32)
         for t in range(composite.shape[0]):
-            background = None if background_chunk is None else background_chunk[t]
-            out[t] = self._frame(composite[t].float(), alpha[t].float(), background)
-        return out
+            background = None if background_chunk is None else _numpy(background_chunk[t])
+            out[t] = torch.from_numpy(self._frame(_numpy(composite[t]), _numpy(alpha[t]), background))
+        return out.to(composite.device)
 
-    def _frame(self, frame: torch.Tensor, alpha: torch.Tensor, background: Optional[torch.Tensor]) -> torch.Tensor:
+    def _frame(self, frame: np.ndarray, alpha: np.ndarray, background: Optional[np.ndarray]) -> np.ndarray:
         colour_map = self._measure(frame, alpha, background)
         if colour_map is not None:
             if self._colour_map is None:
@@ -129,20 +139,24 @@ class StatisticsHarmonizer:
             else:
                 self._colour_map = self.temporal_smoothing * self._colour_map + (1 - self.temporal_smoothing) * colour_map
         if self._colour_map is None or self.strength == 0.0:
-            return frame.clone()
-        matrix, offset = self._colour_map[:3], self._colour_map[3]
-        mapped = (frame.reshape(-1, 3) @ matrix + offset).reshape(frame.shape).clamp(0.0, 1.0)
-        return frame + (self.strength * alpha)[..., None] * (mapped - frame)
+            return frame.copy()
+        # cv2.transform wants [3 out, 4 in]: the transposed [4 in, 3 out] map.
+        mapped = cv2.transform(frame, self._colour_map.T.numpy().astype(np.float32))
+        np.clip(mapped, 0.0, 1.0, out=mapped)
+        mapped -= frame
+        mapped *= (self.strength * alpha)[..., None]
+        mapped += frame
+        return mapped
 
     def _measure(self, frame, alpha, background) -> Optional[torch.Tensor]:
         """The affine RGB map ``[4, 3]`` for this frame, or None when the frame has too little foreground."""
         small_frame = _small(frame, STATS_SIZE)
-        small_alpha = _small(alpha[..., None], STATS_SIZE)[..., 0]
-        foreground_rgb = small_frame[small_alpha > 0.9]
+        small_alpha = _small(alpha, STATS_SIZE)
+        foreground_rgb = _subsample(small_frame[small_alpha > 0.9], STATS_PIXELS)
         if background is not None:
-            background_rgb = _small(background.float(), STATS_SIZE).reshape(-1, 3)
+            background_rgb = _subsample(_small(background, STATS_SIZE).reshape(-1, 3), STATS_PIXELS)
         else:
-            background_rgb = small_frame[small_alpha < 0.1]
+            background_rgb = _subsample(small_frame[small_alpha < 0.1], STATS_PIXELS)
         if foreground_rgb.shape[0] < 16 or background_rgb.shape[0] < 16:
             return None
         fg, bg = rgb_to_lab(foreground_rgb), rgb_to_lab(background_rgb)
@@ -171,8 +185,7 @@ class StatisticsHarmonizer:
         }
 
         # Fit the Lab change as an affine RGB map on a sample of foreground pixels.
-        step = max(1, foreground_rgb.shape[0] // SAMPLE_PIXELS)
-        sample_rgb, sample_lab = foreground_rgb[::step], fg[::step]
+        sample_rgb, sample_lab = _subsample(foreground_rgb, SAMPLE_PIXELS), _subsample(fg, SAMPLE_PIXELS)
         target_lab = sample_lab.clone()
         target_lab[:, 0] = (sample_lab[:, 0] - fg_q[1, 0]) * contrast + fg_q[1, 0] + exposure
         target_lab[:, 1:] += cast
