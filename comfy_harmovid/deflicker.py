@@ -155,17 +155,19 @@ class Deflicker:
             target = small + weight[..., None] * (warp(self._previous[1], flow).numpy() - small)
             a, b = fit_local_affine(small, target, mask_small, radius=self.radius, regularization=self.regularization)
             output_small = np.clip(a * small + b, 0.0, 1.0)
-            a_full = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
-            b_full = cv2.resize(b, (width, height), interpolation=cv2.INTER_LINEAR)
-            mapped = np.clip(a_full * processed + b_full, 0.0, 1.0)
-            if mask_full is None:
-                result = mapped
-            else:
-                result = processed + mask_full[..., None] * (mapped - processed)
+            # Full resolution: a few in-place passes (this is most of the cost at 720p and above).
+            result = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
+            result *= processed
+            result += cv2.resize(b, (width, height), interpolation=cv2.INTER_LINEAR)
+            np.clip(result, 0.0, 1.0, out=result)
+            if mask_full is not None:
+                result -= processed
+                result *= mask_full[..., None]
+                result += processed
                 output_small = small + mask_small[..., None] * (output_small - small)
         self._previous = (guide, output_small.astype(np.float32), mask_small)
         self._index += 1
-        return result.astype(np.float32)
+        return np.asarray(result, dtype=np.float32)
 
     def _temporal_weight(self, guide: np.ndarray, mask_small: np.ndarray):
         """``(weight, flow)``: per-pixel weight of the previous output and the flow that carries it onto
