@@ -51,6 +51,7 @@ class BatchConfig:
     backoff: float = 1.0
     max_backoff: float = 30.0
     server_grace: float = 10.0
+    server_wait: float = 300.0  # how long queued jobs wait while no server answers before they fail
     job_timeout: float = 3600.0
     poll_interval: float = 2.0
     request_timeout: float = 30.0
@@ -166,6 +167,7 @@ class BatchRunner:
         self.manifest = Manifest(config.manifest_path)
         self.output_dir = Path(config.output_dir)
         self.records: List[Dict[str, Any]] = []
+        self.unreachable_since: Optional[float] = None  # when the last answering server stopped answering
 
     # ---- planning -------------------------------------------------------------------------
     def plan(self) -> Tuple[List[_Job], int]:
@@ -285,16 +287,26 @@ class BatchRunner:
             except (ServerUnavailable, JobFailed) as error:
                 delay = server.mark_down()
                 self.on_event(BatchEvent("server_down", data={"server": server.client.url, "error": str(error), "retry_in": delay}))
-                if not any(other.up for other in servers) and not queue.empty():
-                    # No server answers: let the job spend an attempt, so the batch ends if none ever returns.
-                    job = queue.get_nowait()
-                    job.attempts += 1
-                    self._requeue_or_fail(job, f"no server reachable ({error})", queue, server)
-                    queue.task_done()
+                if not any(other.up for other in servers):
+                    self._fail_queued_after_wait(queue, server, error)
                 continue
             server.mark_up()
+            self.unreachable_since = None
             self.on_event(BatchEvent("server_up", data={"server": server.client.url}))
         return await queue.get()
+
+    def _fail_queued_after_wait(self, queue: asyncio.Queue, server: _Server, error: Exception) -> None:
+        """No server answers: once that has lasted ``server_wait`` seconds, fail the queued jobs so the batch ends."""
+        now = time.monotonic()
+        if self.unreachable_since is None:
+            self.unreachable_since = now
+        if now - self.unreachable_since < self.config.server_wait:
+            return
+        while not queue.empty():
+            job = queue.get_nowait()
+            self._record(job, FAILED, server, None, [], None,
+                         f"no server answered for {self.config.server_wait:g} s (last: {error}); run again with --resume")
+            queue.task_done()
 
     def _requeue_or_fail(self, job: _Job, error: str, queue: asyncio.Queue, server: _Server) -> None:
         job.last_error = error

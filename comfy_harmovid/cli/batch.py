@@ -46,6 +46,9 @@ def register(subparsers) -> None:
                         help="First wait before retrying a failed server; doubles each time up to 30 s (default 1).")
     parser.add_argument("--server-grace", type=float, default=10.0, metavar="SECONDS",
                         help="How long a job waits for a dropped server to come back before moving elsewhere (default 10).")
+    parser.add_argument("--server-wait", type=float, default=300.0, metavar="SECONDS",
+                        help="How long queued jobs wait while no server answers (e.g. all restarting) before they fail "
+                             "(default 300).")
     parser.add_argument("--job-timeout", type=float, default=3600.0, metavar="SECONDS", help="Give up on one job after this long (default 3600).")
     parser.add_argument("--max-output-mb", type=float, default=4096.0, help="Refuse output files larger than this (default 4096).")
     parser.set_defaults(func=run)
@@ -149,6 +152,7 @@ def run(args) -> int:
         retries=max(0, args.retries),
         backoff=_positive(args.backoff, "--backoff"),
         server_grace=max(0.0, args.server_grace),
+        server_wait=max(0.0, args.server_wait),
         job_timeout=_positive(args.job_timeout, "--job-timeout"),
         max_output_bytes=int(_positive(args.max_output_mb, "--max-output-mb") * 1024 * 1024),
     )
