@@ -132,19 +132,20 @@ class Deflicker:
         return out.to(frames.device)
 
     def _frame(self, frame, reference, mask) -> np.ndarray:
-        processed = frame.detach().to("cpu", torch.float32).numpy()
+        processed = np.ascontiguousarray(frame.detach().to("cpu", torch.float32).numpy())
         height, width = processed.shape[:2]
         work_h, work_w = self._work_shape(height, width)
         small = cv2.resize(processed, (work_w, work_h), interpolation=cv2.INTER_AREA)
         guide_source = small if reference is None else cv2.resize(
-            reference.detach().to("cpu", torch.float32).numpy(), (work_w, work_h), interpolation=cv2.INTER_AREA
+            np.ascontiguousarray(reference.detach().to("cpu", torch.float32).numpy()), (work_w, work_h),
+            interpolation=cv2.INTER_AREA,
         )
         guide = guide_source @ GREY
         if mask is None:
             mask_full = None
             mask_small = np.ones((work_h, work_w), np.float32)
         else:
-            mask_full = mask.detach().to("cpu", torch.float32).numpy()
+            mask_full = np.ascontiguousarray(mask.detach().to("cpu", torch.float32).numpy())
             mask_small = cv2.resize(mask_full, (work_w, work_h), interpolation=cv2.INTER_AREA)
 
         follow = self._temporal_weight(guide, mask_small)
