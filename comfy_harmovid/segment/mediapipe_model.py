@@ -1,5 +1,7 @@
 """MediaPipe's selfie-segmentation network, shipped inside the mediapipe wheel (no download)."""
 
+import sys
+
 import numpy as np
 
 from ..errors import HarmoVidError
@@ -11,7 +13,7 @@ MODELS = {"general": 0, "landscape": 1}
 INSTALL_HINT = (
     "The built-in portrait segmenter needs MediaPipe 0.10.14. Install it with "
     "`pip install --no-deps mediapipe==0.10.14` and its runtime dependencies "
-    "`pip install absl-py flatbuffers \"protobuf>=4.25.3,<5\" attrs` (no-deps keeps it from replacing "
+    "`pip install absl-py flatbuffers \"protobuf>=4.25.3,<5\" attrs matplotlib` (no-deps keeps it from replacing "
     "your OpenCV and numpy), or use a SAM 2 checkpoint instead."
 )
 
@@ -24,7 +26,11 @@ def require_mediapipe() -> None:
 def _import_selfie_segmentation():
     try:
         from mediapipe.python.solutions import selfie_segmentation
-    except ImportError as error:
+    except Exception as error:  # ImportError, or NameError/AttributeError from a half-imported package
+        # A failed import leaves half-initialised mediapipe modules behind; drop them so the next
+        # attempt (e.g. after the user installs the missing dependency) starts clean.
+        for name in [name for name in sys.modules if name == "mediapipe" or name.startswith("mediapipe.")]:
+            del sys.modules[name]
         raise HarmoVidError(f"{INSTALL_HINT} (import failed: {error})") from error
     return selfie_segmentation
 
