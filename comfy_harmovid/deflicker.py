@@ -42,6 +42,12 @@ def _strength(strength: float) -> float:
     return float(strength)
 
 
+def _detail(grey: np.ndarray) -> np.ndarray:
+    """Structure of a grey image at a few pixels' scale (a band-pass): flicker leaves it alone, and
+    sub-pixel flow errors on fine texture barely touch it."""
+    return cv2.GaussianBlur(grey, (0, 0), 1.5) - cv2.GaussianBlur(grey, (0, 0), 4.0)
+
+
 def _box(image: np.ndarray, radius: int) -> np.ndarray:
     return cv2.boxFilter(image, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
 
@@ -85,6 +91,7 @@ class Deflicker:
         regularization: float = 2e-3,
         flow_preset: str = "fast",
         cut_visible_fraction: float = 0.3,
+        detail_tolerance: float = 0.03,
     ):
         self.strength = _strength(strength)
         self.temporal_weight = temporal_weight
@@ -93,6 +100,7 @@ class Deflicker:
         self.regularization = regularization
         self.flow_preset = flow_preset
         self.cut_visible_fraction = cut_visible_fraction
+        self.detail_tolerance = detail_tolerance
         self.reset()
 
     def reset(self) -> None:
@@ -183,6 +191,11 @@ class Deflicker:
             self.cuts.append(self._index)
             self._run = 0
             return None
+        # Where the flow is consistent but wrong (fast, thin motion), the warped detail does not match:
+        # compare the guide's high frequencies, which brightness flicker leaves alone.
+        detail, previous_detail = _detail(guide), _detail(previous_guide)
+        mismatch = warp(previous_detail, flow_back).numpy() - detail
+        visible *= np.exp(-(mismatch / self.detail_tolerance) ** 2)
         # Soften the occlusion edges so the correction does not step at them.
         visible = cv2.GaussianBlur(visible, (0, 0), 1.0)
         foreground_both = mask_small * warp(previous_mask, flow_back).numpy()
