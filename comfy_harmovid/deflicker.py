@@ -8,8 +8,9 @@ the flow can be trusted. Per frame:
    processing causes is mostly low-frequency (global and local colour, exposure, shadows).
 2. Flow from this frame to the previous one, computed on the *reference* video when there is one
    (motion only: its colours are never used), else on the processed frames. Forward-backward
-   occlusion gives where the previous output can be trusted; a frame where almost nothing can be
-   matched is a shot cut, and the filter starts afresh there.
+   occlusion, and whether the guide's band-pass structure matches after warping, give where the
+   previous output can be trusted; a frame where almost nothing can be matched is a shot cut, and
+   the filter starts afresh there.
 3. Temporal target: ``target = processed + weight * (warped previous output - processed)``,
    with ``weight = temporal_weight * visible * (foreground in both frames)``. This is an exponential
    moving average along the motion, so slow intended changes pass and frame-to-frame flicker does not.
