@@ -26,3 +26,10 @@ def progress_bar(description: str, unit: str = "frame"):
 
 def print_json(data) -> None:
     print(json.dumps(data, indent=2, sort_keys=False))
+
+
+def add_output_arguments(parser, default=None) -> None:
+    """``-o/--output`` (required unless ``default``) and ``--overwrite``, the same for every command."""
+    parser.add_argument("-o", "--output", required=default is None, default=default,
+                        help=".mp4/.mov (H.264), .mkv (lossless FFV1) or a folder/ of PNGs")
+    parser.add_argument("--overwrite", action="store_true", help="replace the output if it exists")

@@ -9,7 +9,7 @@ from ..deflicker import Deflicker
 from ..errors import HarmoVidError
 from ..harmonize import METHODS, StatisticsHarmonizer
 from ..io import VideoWriter, iter_mask_chunks, iter_video_chunks, probe_video
-from .common import progress_bar
+from .common import add_output_arguments, progress_bar
 
 CHUNK_FRAMES = 16
 
@@ -79,9 +79,7 @@ def _deflicker(args) -> int:
 
 
 def _add_output(parser) -> None:
-    parser.add_argument("-o", "--output", required=True,
-                        help=".mp4/.mov (H.264), .mkv (lossless FFV1) or a folder/ of PNGs")
-    parser.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    add_output_arguments(parser)
     parser.add_argument("--strength", type=float, default=1.0, help="0 = unchanged .. 1 = full (default 1)")
 
 

@@ -8,7 +8,7 @@ from ..composite import ANCHORS, LENGTH_POLICIES
 from ..errors import HarmoVidError
 from ..pipeline import AUDIO_SOURCES, HarmonizeSettings, harmonize_video
 from ..samples import sample_path
-from .common import progress_bar
+from .common import add_output_arguments, progress_bar
 
 SHEET_FRAMES = 4  # frames shown in a before/after contact sheet
 
@@ -33,9 +33,7 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_output_options(parser: argparse.ArgumentParser, default_output=None) -> None:
-    parser.add_argument("-o", "--output", required=default_output is None, default=default_output,
-                        help=".mp4/.mov (H.264), .mkv (lossless FFV1) or a folder/ of PNGs")
-    parser.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    add_output_arguments(parser, default_output)
     parser.add_argument("--audio", choices=AUDIO_SOURCES, default="foreground", help="whose sound to keep")
     parser.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (0..51)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many output frames")
