@@ -1,0 +1,74 @@
+"""``harmovid train vae|deflicker|harmovid``: fit the tiny VAE, train stage 2 and stage 3.
+
+Runs on one process as is, and on many GPUs or nodes under ``accelerate launch -m comfy_harmovid train ...``.
+"""
+
+import json
+import sys
+
+
+def _print_record(record: dict) -> None:
+    print(json.dumps({key: round(value, 6) if isinstance(value, float) else value for key, value in record.items()}),
+          file=sys.stderr, flush=True)
+
+
+def _run_vae(args) -> int:
+    import torch
+
+    from ..model import save_vae
+    from ..train.data import read_manifest
+    from ..train.tiny_vae import fit_tiny_vae
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    vae = fit_tiny_vae(read_manifest(args.manifest), frames=args.frames, height=args.height, width=args.width,
+                       windows=args.windows, steps=args.steps, seed=args.seed, log=_print_record)
+    print(save_vae(vae, args.output))
+    return 0
+
+
+def _run_stage(args) -> int:
+    import torch
+
+    from ..train.trainer import TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {"manifest": args.manifest, "vae": args.vae, "output_dir": args.output_dir, "steps": args.steps,
+                 "init": args.init, "seed": args.seed, "stage": args.stage}
+    config = TrainConfig.from_file(args.config, **overrides)
+    result = train(config, resume=args.resume, log=_print_record)
+    print(result["transformer"])
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train the tiny VAE, the deflicker model (stage 2) or HarmoVid (stage 3)")
+    commands = parser.add_subparsers(dest="train_command", metavar="STAGE")
+    commands.required = True
+
+    vae = commands.add_parser("vae", help="fit the tiny CPU VAE on manifest clips (smoke runs only)")
+    vae.add_argument("--manifest", required=True, help="data manifest (YAML/JSON, see docs/training.md)")
+    vae.add_argument("-o", "--output", required=True, help="VAE checkpoint to write (.safetensors)")
+    vae.add_argument("--frames", type=int, default=9, help="frames per window, 4k+1 (default 9)")
+    vae.add_argument("--height", type=int, default=64, help="training height (default 64)")
+    vae.add_argument("--width", type=int, default=64, help="training width (default 64)")
+    vae.add_argument("--windows", type=int, default=32, help="clip windows to fit on (default 32)")
+    vae.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
+    vae.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    vae.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    vae.set_defaults(func=_run_vae)
+
+    for stage, help_text in (("deflicker", "stage 2: the lighting deflicker model (paper eq. 2)"),
+                             ("harmovid", "stage 3: HarmoVid on both paths (paper eq. 5)")):
+        sub = commands.add_parser(stage, help=help_text)
+        sub.add_argument("--config", default="tiny", help="training config: YAML path or tiny / 2b / 5b (default tiny)")
+        sub.add_argument("--manifest", help="data manifest (overrides the config's)")
+        sub.add_argument("--vae", help="VAE checkpoint or diffusers CogVideoX folder (overrides the config's)")
+        sub.add_argument("--output-dir", help="where checkpoints go (overrides the config's)")
+        sub.add_argument("--init", help="start from these transformer weights (e.g. a converted CogVideoX)")
+        sub.add_argument("--steps", type=int, help="optimizer steps (overrides the config's)")
+        sub.add_argument("--seed", type=int, help="random seed (overrides the config's)")
+        sub.add_argument("--resume", help="checkpoint folder to continue from, or 'latest'")
+        sub.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+        sub.set_defaults(func=_run_stage, stage=stage)
