@@ -169,3 +169,14 @@ def test_two_process_cpu_run_through_accelerate_launch(workspace, tmp_path):
     state = json.loads((tmp_path / "ddp" / "checkpoint-000002" / "trainer_state.json").read_text())
     assert state["processes"] == 2, f"the run used {state['processes']} process(es), not 2"
     assert (tmp_path / "ddp" / "transformer.safetensors").is_file()
+
+
+@pytest.mark.parametrize("name", ["tiny", "2b", "5b"])
+def test_shipped_configs_load_and_name_existing_model_configs(name):
+    from comfy_harmovid.train.trainer import MODEL_CONFIGS
+
+    config = TrainConfig.from_file(name, manifest="m.yaml", vae="vae.safetensors")
+    assert (MODEL_CONFIGS / f"{config.model}.json").is_file(), f"{name}: model config {config.model} not found"
+    assert (config.frames - 1) % 4 == 0
+    with pytest.raises(HarmoVidError, match="manifest"):
+        TrainConfig.from_file(name)

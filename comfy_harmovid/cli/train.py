@@ -42,6 +42,25 @@ def _run_stage(args) -> int:
     return 0
 
 
+def _run_evaluate(args) -> int:
+    import torch
+
+    from ..train.evaluate import evaluate_lut_pairs
+    from .common import print_json, progress_bar
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = {}
+    for text in args.model:
+        name, _, path = text.rpartition("=")
+        models[name or path] = path
+    with progress_bar("scoring LUT pairs", unit="case") as progress:
+        result = evaluate_lut_pairs(models, args.vae, args.clips, args.luts, frames=args.frames, size=args.size,
+                                    steps=args.steps, guidance=args.guidance, seed=args.seed, progress=progress)
+    print_json(result)
+    return 0
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train the tiny VAE, the deflicker model (stage 2) or HarmoVid (stage 3)")
     commands = parser.add_subparsers(dest="train_command", metavar="STAGE")
@@ -58,6 +77,19 @@ def register(subparsers) -> None:
     vae.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     vae.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     vae.set_defaults(func=_run_vae)
+
+    evaluate = commands.add_parser("evaluate", help="fPSNR of HarmoVid checkpoints on held-out LUT pairs")
+    evaluate.add_argument("--model", nargs="+", required=True, metavar="NAME=PATH", help="transformer checkpoints")
+    evaluate.add_argument("--vae", required=True, help="the VAE the models were trained with")
+    evaluate.add_argument("--clips", nargs="+", required=True, help="held-out portrait clips (paths or globs)")
+    evaluate.add_argument("--luts", nargs="+", required=True, help="held-out .cube LUTs (paths or globs)")
+    evaluate.add_argument("--frames", type=int, default=9, help="frames per clip, 4k+1 (default 9)")
+    evaluate.add_argument("--size", type=int, default=64, help="short side in pixels (default 64)")
+    evaluate.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    evaluate.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance (default 1: off)")
+    evaluate.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    evaluate.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    evaluate.set_defaults(func=_run_evaluate)
 
     for stage, help_text in (("deflicker", "stage 2: the lighting deflicker model (paper eq. 2)"),
                              ("harmovid", "stage 3: HarmoVid on both paths (paper eq. 5)")):

@@ -43,6 +43,7 @@ class TrainConfig:
     height: int = 64
     width: int = 64
     items: int = 64  # distinct training pairs (clip windows) made from the manifest
+    cache_latents: bool = True  # keep encoded items in memory (small runs); off: re-make each item when drawn
     steps: int = 200  # optimizer steps
     batch_size: int = 2  # per process and micro-batch
     gradient_accumulation: int = 1
@@ -100,10 +101,10 @@ def build_transformer(config: TrainConfig) -> HarmoVidTransformer:
 
 
 class LatentItems:
-    """Training pairs as latents, made and encoded on first use, then kept."""
+    """Training pairs as latents, made and encoded when drawn (and kept when ``cache``)."""
 
-    def __init__(self, dataset: TrainingClips, vae, device):
-        self.dataset, self.vae, self.device, self._cache = dataset, vae, device, {}
+    def __init__(self, dataset: TrainingClips, vae, device, cache: bool = True):
+        self.dataset, self.vae, self.device, self.cache, self._cache = dataset, vae, device, cache, {}
 
     @torch.no_grad()
     def __getitem__(self, index: int):
@@ -113,6 +114,8 @@ class LatentItems:
             frames, height, width = self.vae.padded_shape(*item["mask"].shape)
             mask = item["mask"][None, None]  # [1, 1, T, H, W], padded as the VAE pads the frames
             mask = pad_by_repeating(pad_by_repeating(pad_by_repeating(mask, 2, frames), 3, height), 4, width)
+            if not self.cache:
+                return (*latents, mask.to(self.device))
             self._cache[index] = (*latents, mask.to(self.device))
         return self._cache[index]
 
@@ -182,7 +185,7 @@ def train(config: TrainConfig, *, resume: Optional[str] = None, max_steps: Optio
         )
     dataset = TrainingClips(read_manifest(config.manifest), config.stage, frames=config.frames, height=config.height,
                             width=config.width, items=config.items, seed=config.seed)
-    items = LatentItems(dataset, vae, accelerator.device)
+    items = LatentItems(dataset, vae, accelerator.device, config.cache_latents)
 
     losses, started, last = [], time.time(), min(config.steps, max_steps or config.steps)
     rank, world = accelerator.process_index, accelerator.num_processes
