@@ -49,6 +49,7 @@ class TrainConfig:
     gradient_accumulation: int = 1
     learning_rate: float = 1e-3
     warmup_steps: int = 20
+    final_lr_ratio: float = 0.1  # the cosine decay ends at this fraction of learning_rate
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     uncond_probability: float = 0.1  # how often the condition is replaced by model.null_condition
@@ -144,8 +145,12 @@ def batch_indices(config: TrainConfig, step: int, micro: int, process: int, proc
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    """Linear warm-up, then constant."""
-    return config.learning_rate * min(1.0, (step + 1) / max(config.warmup_steps, 1))
+    """Linear warm-up over ``warmup_steps``, then cosine decay to ``final_lr_ratio`` of the peak at the last step."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(config.steps - config.warmup_steps, 1)
+    ratio = config.final_lr_ratio + (1 - config.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return config.learning_rate * ratio
 
 
 def train(config: TrainConfig, *, resume: Optional[str] = None, max_steps: Optional[int] = None,
@@ -174,6 +179,10 @@ def train(config: TrainConfig, *, resume: Optional[str] = None, max_steps: Optio
         if folder is None:
             raise HarmoVidError(f"no checkpoint to resume in {output_dir}; drop --resume to start a new run.")
         step = load_checkpoint(folder, transformer, optimizer)
+    elif accelerator.is_main_process:  # the starting weights, e.g. to compare trained with untrained
+        from ..model import save_transformer
+
+        save_transformer(transformer, output_dir / "initial_transformer.safetensors")
     model, optimizer = accelerator.prepare(transformer, optimizer)
     scheduler = make_scheduler("ddim", transformer.config.scheduler)
 
