@@ -180,3 +180,15 @@ def test_shipped_configs_load_and_name_existing_model_configs(name):
     assert (config.frames - 1) % 4 == 0
     with pytest.raises(HarmoVidError, match="manifest"):
         TrainConfig.from_file(name)
+
+
+def test_real_portrait_clip_gives_a_segmented_deflicker_pair(dev_data, tmp_path):
+    manifest = tmp_path / "dev.yaml"
+    manifest.write_text(yaml.safe_dump({"clips": [{"path": str(dev_data / "people" / "lp_d0.mp4"), "role": "portrait"}],
+                                        "luts": [str(dev_data / "luts" / "warm_cinema.cube")]}))
+    item = TrainingClips(read_manifest(manifest), "deflicker", frames=5, height=48, width=48, items=1)[0]
+    assert item["path"] == "deflicker" and item["target"].shape == (5, 48, 48, 3)
+    coverage = float((item["mask"] > 0.5).float().mean())
+    assert 0.05 < coverage < 0.9, f"the built-in segmenter's person covers {coverage:.0%} of a talking-head clip"
+    change = (item["composite"] - item["target"]).abs().mean(dim=(1, 2, 3))
+    assert change.std() > 0.002, "the flickering foreground should change differently from frame to frame"

@@ -159,7 +159,8 @@ def train(config: TrainConfig, *, resume: Optional[str] = None, max_steps: Optio
 
     ``resume``: a checkpoint folder, or ``"latest"`` for the newest in ``output_dir``. ``max_steps``
     stops early (at that global step) without changing the schedule, e.g. to test resuming.
-    ``log(record)`` receives ``{"step", "loss", "lr", "seconds"}`` every ``log_every`` steps (main process).
+    ``log(record)`` receives ``{"step", "loss", "mean_loss", "lr", "seconds"}`` every ``log_every`` steps
+    (main process; ``mean_loss`` over the steps since the last record).
     """
     from accelerate import Accelerator
 
@@ -217,7 +218,9 @@ def train(config: TrainConfig, *, resume: Optional[str] = None, max_steps: Optio
         step += 1
         losses.append(step_loss)
         if accelerator.is_main_process and log is not None and (step % config.log_every == 0 or step == last):
-            log({"step": step, "loss": step_loss, "lr": learning_rate(config, step - 1), "seconds": time.time() - started})
+            recent = losses[-config.log_every:]
+            log({"step": step, "loss": step_loss, "mean_loss": sum(recent) / len(recent),
+                 "lr": learning_rate(config, step - 1), "seconds": time.time() - started})
         if step % config.save_every == 0 or step == last:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
