@@ -192,3 +192,14 @@ def test_real_portrait_clip_gives_a_segmented_deflicker_pair(dev_data, tmp_path)
     assert 0.05 < coverage < 0.9, f"the built-in segmenter's person covers {coverage:.0%} of a talking-head clip"
     change = (item["composite"] - item["target"]).abs().mean(dim=(1, 2, 3))
     assert change.std() > 0.002, "the flickering foreground should change differently from frame to frame"
+
+
+def test_accumulation_checkpointing_and_bf16_train_finite_weights(workspace):
+    config = run_config(workspace, "options", steps=2, save_every=2, gradient_accumulation=2,
+                        gradient_checkpointing=True, mixed_precision="bf16")
+    result = train(config)
+    assert len(result["losses"]) == 2 and all(torch.isfinite(torch.tensor(result["losses"])))
+    weights = load_transformer(result["transformer"]).state_dict()
+    initial = load_transformer(Path(config.output_dir) / "initial_transformer.safetensors").state_dict()
+    assert all(torch.isfinite(value).all() for value in weights.values())
+    assert any(not torch.equal(value, initial[name]) for name, value in weights.items()), "no weight changed"
