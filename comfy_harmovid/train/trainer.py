@@ -233,4 +233,9 @@ def train(config: TrainConfig, *, resume: Optional[str] = None, max_steps: Optio
 
         save_transformer(accelerator.unwrap_model(model), final)
     accelerator.end_training()
+    # Accelerate keeps one state per process; forget this run's mixed precision and accumulation so a
+    # later train() in the same process can choose others (the distributed setup itself is kept).
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
     return {"losses": losses, "transformer": str(final), "step": step}
