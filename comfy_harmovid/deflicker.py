@@ -30,17 +30,10 @@ import numpy as np
 import torch
 
 from .errors import HarmoVidError
-from .flow import dis_flow, occlusion_mask, warp
+from .flow import GREY_WEIGHTS, dis_flow, occlusion_mask, warp
 from .progress import ProgressCallback, report
-from .validate import check_frames, check_mask, check_same_length, check_same_size
+from .validate import check_frames, check_mask, check_same_length, check_same_size, check_strength
 
-GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-def _strength(strength: float) -> float:
-    if not 0.0 <= float(strength) <= 1.0:
-        raise HarmoVidError(f"strength must be between 0 and 1, got {strength}.")
-    return float(strength)
 
 
 def _detail(grey: np.ndarray) -> np.ndarray:
@@ -94,7 +87,7 @@ class Deflicker:
         cut_visible_fraction: float = 0.3,
         detail_tolerance: float = 0.03,
     ):
-        self.strength = _strength(strength)
+        self.strength = check_strength(strength)
         self.temporal_weight = temporal_weight
         self.work_size = work_size
         self.radius = radius
@@ -149,7 +142,7 @@ class Deflicker:
             np.ascontiguousarray(reference.detach().to("cpu", torch.float32).numpy()), (work_w, work_h),
             interpolation=cv2.INTER_AREA,
         )
-        guide = guide_source @ GREY
+        guide = guide_source @ GREY_WEIGHTS
         if mask is None:
             mask_full = None
             mask_small = np.ones((work_h, work_w), np.float32)

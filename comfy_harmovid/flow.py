@@ -24,13 +24,16 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
+GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601 luma
+
+
 def to_grey_uint8(frame) -> np.ndarray:
     """``[H, W, 3]`` or ``[H, W]`` float 0..1 (tensor or array) -> ``[H, W]`` uint8 luma."""
     image = _numpy(frame)
     if image.ndim == 3:
         if image.shape[-1] != 3:
             raise HarmoVidError(f"flow: expected a frame [H, W, 3] or [H, W], got shape {image.shape}.")
-        image = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        image = image @ GREY_WEIGHTS
     elif image.ndim != 2:
         raise HarmoVidError(f"flow: expected a frame [H, W, 3] or [H, W], got shape {image.shape}.")
     return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)

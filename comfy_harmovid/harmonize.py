@@ -25,19 +25,20 @@ import torch
 from .color import lab_to_rgb, rgb_to_lab
 from .errors import HarmoVidError
 from .progress import ProgressCallback, report
-from .validate import check_frames, check_mask, check_not_empty, check_same_length, check_same_size
+from .validate import (
+    check_frames,
+    check_mask,
+    check_not_empty,
+    check_same_length,
+    check_same_size,
+    check_strength,
+)
 
 METHODS = ("statistics",)
 
 STATS_SIZE = 128  # short side (pixels) the statistics are measured at
 STATS_PIXELS = 8192  # at most this many pixels per region enter the statistics
 SAMPLE_PIXELS = 4096  # foreground pixels the affine colour map is fitted on
-
-
-def _strength(strength: float) -> float:
-    if not 0.0 <= float(strength) <= 1.0:
-        raise HarmoVidError(f"strength must be between 0 and 1, got {strength}.")
-    return float(strength)
 
 
 def _small(image: np.ndarray, size: int) -> torch.Tensor:
@@ -98,7 +99,7 @@ class StatisticsHarmonizer:
         max_contrast: float = 1.25,
         temporal_smoothing: float = 0.8,
     ):
-        self.strength = _strength(strength)
+        self.strength = check_strength(strength)
         self.cast_shrink = cast_shrink
         self.max_cast = max_cast
         self.cast_fade = cast_fade

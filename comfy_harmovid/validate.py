@@ -89,3 +89,10 @@ def check_not_empty(mask: torch.Tensor, name: str = "mask") -> None:
             f"{name} is empty (all zero): nothing is marked as foreground. Check the segmentation, "
             "and remember MASK uses 1 = foreground (ComfyUI's LoadImage gives 1 - alpha: invert it)."
         )
+
+
+def check_strength(strength: float, name: str = "strength") -> float:
+    """A blend strength: 0 leaves the input unchanged, 1 applies the method fully."""
+    if not 0.0 <= float(strength) <= 1.0:
+        raise HarmoVidError(f"{name} must be between 0 and 1, got {strength}.")
+    return float(strength)

@@ -9,15 +9,10 @@ from ..deflicker import Deflicker
 from ..errors import HarmoVidError
 from ..harmonize import METHODS, StatisticsHarmonizer
 from ..io import VideoWriter, iter_mask_chunks, iter_video_chunks, probe_video
+from ..validate import check_strength
 from .common import add_output_arguments, progress_bar
 
 CHUNK_FRAMES = 16
-
-
-def _check_strength(strength: float) -> float:
-    if not 0.0 <= strength <= 1.0:
-        raise HarmoVidError(f"--strength must be between 0 and 1, got {strength}.")
-    return strength
 
 
 def _companion_chunks(path, name, main_info, *, mask: bool):
@@ -59,7 +54,7 @@ def _stream(args, main_path, step, companions) -> int:
 def _harmonize_frames(args) -> int:
     if args.method not in METHODS:
         raise HarmoVidError(f"--method {args.method!r} is unknown; choose one of: {', '.join(METHODS)}.")
-    harmonizer = StatisticsHarmonizer(_check_strength(args.strength))
+    harmonizer = StatisticsHarmonizer(check_strength(args.strength, "--strength"))
     info = probe_video(args.composite)
     companions = [
         _companion_chunks(args.mask, "--mask", info, mask=True),
@@ -69,7 +64,7 @@ def _harmonize_frames(args) -> int:
 
 
 def _deflicker(args) -> int:
-    engine = Deflicker(_check_strength(args.strength))
+    engine = Deflicker(check_strength(args.strength, "--strength"))
     info = probe_video(args.input)
     companions = [
         _companion_chunks(args.reference, "--reference", info, mask=False),

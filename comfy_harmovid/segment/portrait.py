@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import HarmoVidError
+from ..flow import GREY_WEIGHTS
 from ..progress import ProgressCallback, report
 from ..validate import check_frames
 from .mediapipe_model import SelfieModel, require_mediapipe
@@ -26,7 +27,6 @@ DEFAULT_TEMPORAL_SMOOTHING = 0.6
 DEFAULT_MODEL = "auto"
 # Longest side of the working copy of each frame.
 WORK_SIZE = 384
-GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def check_threshold(threshold: float) -> float:
