@@ -12,8 +12,14 @@ the flow can be trusted. Per frame:
    previous output can be trusted; a frame where almost nothing can be matched is a shot cut, and
    the filter starts afresh there.
 3. Temporal target: ``target = processed + weight * (warped previous output - processed)``,
-   with ``weight = temporal_weight * visible * (foreground in both frames)``. This is an exponential
-   moving average along the motion, so slow intended changes pass and frame-to-frame flicker does not.
+   with ``weight = history * visible * (foreground in both frames)``. This is a running mean along the
+   motion, anchored on the shot's first frame (it counts as ``1 + anchor_frames`` frames, so the early
+   frames settle on it instead of swinging with each new frame), that turns into an exponential moving
+   average of weight ``temporal_weight`` once the shot is long enough: slow intended changes pass and
+   frame-to-frame flicker does not. With a reference, a change of the reference's own light between
+   the two frames (beyond ``light_tolerance``) also lowers the weight there, so an intended light
+   change (a lamp switched on, a cloud) passes at once instead of lagging; only the reference's
+   *change* is looked at, never its colours.
 4. A local affine colour map ``a * processed + b`` (per channel, per window, ``a`` pulled toward 1) is
    fitted from the processed frame to the target, smoothed, brought to full resolution and applied.
    Because it is a smooth map applied to the full-resolution frame, edges and texture (gradients)
@@ -40,6 +46,12 @@ def _detail(grey: np.ndarray) -> np.ndarray:
     """Structure of a grey image at a few pixels' scale (a band-pass): flicker leaves it alone, and
     sub-pixel flow errors on fine texture barely touch it."""
     return cv2.GaussianBlur(grey, (0, 0), 1.5) - cv2.GaussianBlur(grey, (0, 0), 4.0)
+
+
+def _low_pass(grey: np.ndarray) -> np.ndarray:
+    """Light at the scale of regions (a few percent of the frame), where light changes live; broad
+    enough that motion the flow got slightly wrong barely moves it."""
+    return cv2.GaussianBlur(grey, (0, 0), 8.0)
 
 
 def _box(image: np.ndarray, radius: int) -> np.ndarray:
@@ -79,16 +91,20 @@ class Deflicker:
         self,
         strength: float = 1.0,
         *,
-        temporal_weight: float = 0.85,
+        temporal_weight: float = 0.95,
+        anchor_frames: float = 5.0,
         work_size: int = 180,
         radius: int = 4,
-        regularization: float = 2e-3,
+        regularization: float = 3e-4,
         flow_preset: str = "fast",
         cut_visible_fraction: float = 0.3,
         detail_tolerance: float = 0.03,
+        light_tolerance: float = 0.06,
     ):
         self.strength = check_strength(strength)
         self.temporal_weight = temporal_weight
+        self.anchor_frames = anchor_frames
+        self.light_tolerance = light_tolerance
         self.work_size = work_size
         self.radius = radius
         self.regularization = regularization
@@ -187,16 +203,20 @@ class Deflicker:
             return None
         # Where the flow is consistent but wrong (fast, thin motion), the warped detail does not match:
         # compare the guide's high frequencies, which brightness flicker leaves alone.
-        detail, previous_detail = _detail(guide), _detail(previous_guide)
-        mismatch = warp(previous_detail, flow_back).numpy() - detail
+        warped_guide = warp(previous_guide, flow_back).numpy()
+        mismatch = _detail(warped_guide) - _detail(guide)
         visible *= np.exp(-(mismatch / self.detail_tolerance) ** 2)
+        if self._uses_reference:
+            # The unprocessed video's own light changed here: the processed frame's change is intended.
+            light_change = _low_pass(warped_guide) - _low_pass(guide)
+            visible *= np.exp(-(light_change / self.light_tolerance) ** 2)
         # Soften the occlusion edges so the correction does not step at them.
         visible = cv2.GaussianBlur(visible, (0, 0), 1.0)
         foreground_both = mask_small * warp(previous_mask, flow_back).numpy()
-        # Running mean over the shot's first frames, then an exponential moving average: the first
-        # frame of a shot gets no more say than any other.
+        # Running mean anchored on the shot's first frame, then an exponential moving average.
         self._run += 1
-        history = min(self.temporal_weight, self._run / (self._run + 1.0))
+        anchored = self._run + self.anchor_frames
+        history = min(self.temporal_weight, anchored / (anchored + 1.0))
         weight = history * self.strength * visible * np.clip(foreground_both * 2.0, 0.0, 1.0)
         return weight, flow_back
 

@@ -81,6 +81,42 @@ def test_deflicker_reduces_foreground_warping_error_on_synthetic_flicker():
     assert error_out < 3 * error_clean + 1e-4, f"still far from the clean clip's {error_clean:.2e}: {error_out:.2e}"
 
 
+def test_deflicker_brings_flickering_frames_closer_to_the_clean_clip():
+    # Each frame's foreground gets its own random colour cast (the jitter protocol in small): the
+    # output must be steadier than the input without drifting further from the clean clip.
+    clean, mask, _ = make_portrait_clip(frames=16, height=64, width=80)
+    rng = np.random.default_rng(3)
+    casts = torch.from_numpy(rng.uniform(-0.1, 0.1, (16, 1, 1, 3)).astype(np.float32))
+    jittered = (clean + casts * mask[..., None]).clamp(0, 1)
+    out = deflicker(jittered, reference=clean, mask=mask)
+    inside = mask[..., None].expand_as(clean) > 0.5
+    error_in = (jittered - clean)[inside].pow(2).mean()
+    error_out = (out - clean)[inside].pow(2).mean()
+    assert error_out < error_in, f"foreground error against the clean clip grew: {error_in:.2e} -> {error_out:.2e}"
+    steadiness_in = jittered[1:][inside[1:]].view(-1).std()
+    frame_means = torch.stack([out[t][inside[t]].mean() for t in range(1, 16)])
+    input_means = torch.stack([jittered[t][inside[t]].mean() for t in range(1, 16)])
+    assert frame_means.diff().abs().mean() < input_means.diff().abs().mean() / 8, (
+        f"foreground brightness still jumps {frame_means.diff().abs().mean():.4f} per frame "
+        f"(input {input_means.diff().abs().mean():.4f}; total spread {steadiness_in:.3f})"
+    )
+
+
+def test_deflicker_lets_a_light_change_in_the_reference_pass_at_once():
+    # The unprocessed video brightens at frame 6 (a lamp switched on): the processed frames follow it,
+    # and so must the output, instead of lagging on the old light for many frames.
+    clean = moving_clip(frames=10, step=1, seed=4) * 0.6
+    clean[6:] = (clean[6:] * 1.5).clamp(0, 1)
+    processed = (clean * torch.tensor([1.0, 0.9, 0.8])).clamp(0, 1)  # a constant processed look
+    out = deflicker(processed, reference=clean)
+    step = processed[6].mean() - processed[5].mean()
+    followed = out[6].mean() - out[5].mean()
+    assert followed > 0.8 * step, f"the output rose {followed:.3f} where the processed video rose {step:.3f}"
+    # Without a reference nothing tells a light change from flicker: the change is held back.
+    held = deflicker(processed)
+    assert held[6].mean() - held[5].mean() < 0.5 * step, "without a reference the step should be smoothed"
+
+
 def test_deflicker_never_pulls_colours_from_the_reference():
     clean = moving_clip(frames=8)
     processed = (clean * flicker_gains(8, 0.05).view(-1, 1, 1, 1)).clamp(0, 1)
