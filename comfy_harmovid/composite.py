@@ -7,7 +7,8 @@ The pieces, usable one by one by a streaming caller:
 - :class:`Placement` scales and positions a foreground chunk (frames or alpha) on the background canvas;
 - :func:`decontaminate_foreground` removes the old background's colour from the soft edge
   (Forte & Pitie 2021, "blur fusion" fast foreground estimation);
-- :func:`alpha_over` blends.
+- :func:`alpha_over` blends;
+- :func:`composite_chunk` does all of that for one chunk.
 
 :func:`composite` runs them over whole clips.
 """
@@ -15,10 +16,11 @@ The pieces, usable one by one by a streaming caller:
 import math
 from typing import List, NamedTuple, Optional, Tuple
 
+import numpy as np
 import torch
 
 from .errors import HarmoVidError
-from .filters import bounding_slices, box_mean, downsample, resize, upsample
+from .filters import bounding_slices, box_mean, downsample, enlarge_array, resize
 from .progress import ProgressCallback, report
 from .validate import check_frames, check_mask, check_same_length, check_same_size
 
@@ -190,10 +192,28 @@ class Placement:
         canvas = frames.new_zeros((frames.shape[0], *self.background_size, 3))
         boxes = self._crop_boxes()
         if boxes is not None:
-            rows, cols, fg_rows, fg_cols = boxes
-            placed = resize(frames.permute(0, 3, 1, 2), self.size).permute(0, 2, 3, 1)
-            canvas[:, rows, cols] = placed[:, fg_rows, fg_cols].clamp(0, 1)
+            canvas[:, boxes[0], boxes[1]] = self._visible_frames(frames, boxes)
         return canvas
+
+    def _visible_frames(self, frames: torch.Tensor, boxes) -> torch.Tensor:
+        """The part of ``frames`` that lands on the canvas, scaled: ``[T, rows, cols, 3]``."""
+        _, _, fg_rows, fg_cols = boxes
+        placed = resize(frames.permute(0, 3, 1, 2), self.size).permute(0, 2, 3, 1)
+        return placed[:, fg_rows, fg_cols].clamp(0, 1)
+
+    def over(self, frames: torch.Tensor, placed_alpha: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+        """Frames ``[T, h, w, 3]`` placed over ``background`` ``[T, H, W, 3]`` through ``placed_alpha``
+        (from :meth:`place_alpha`): ``alpha_over(place_frames(frames), background, placed_alpha)``,
+        blended only inside the placed box (outside, the alpha is 0), without a canvas-sized copy."""
+        self._check_size(frames, "frames")
+        out = background.clone()
+        boxes = self._crop_boxes()
+        if boxes is not None:
+            rows, cols = boxes[:2]
+            out[:, rows, cols] = alpha_over(
+                self._visible_frames(frames, boxes), background[:, rows, cols], placed_alpha[:, rows, cols]
+            )
+        return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,10 +221,11 @@ class Placement:
 
 
 def _local_colours(image: torch.Tensor, alpha: torch.Tensor, radius: int):
-    """Alpha-weighted local means of the foreground and background colours, ``[T, 3, H, W]`` each.
+    """Alpha-weighted local means of the foreground and background colours, ``[T, 3, h, w]`` each, on
+    the image shrunk ``factor`` times, and that ``factor``.
 
     They only need to be smooth averages over ``radius``, so they are taken on an image shrunk until
-    ``radius`` spans about 8 pixels and scaled back up.
+    ``radius`` spans about 8 pixels; the caller scales them back up.
     """
     factor = max(1, radius // 8)
     small_radius = max(1, round(radius / factor))
@@ -213,8 +234,12 @@ def _local_colours(image: torch.Tensor, alpha: torch.Tensor, radius: int):
     blurred_alpha = means[:, :1]
     local_fg = means[:, 1:4] / (blurred_alpha + 1e-5)
     local_bg = means[:, 4:] / ((1 - blurred_alpha) + 1e-5)
-    colours = upsample(torch.cat([local_fg, local_bg], 1), factor, image.shape[-2:])
-    return colours[:, :3], colours[:, 3:]
+    return local_fg, local_bg, factor
+
+
+def _enlarge(small: torch.Tensor, factor: int, size) -> np.ndarray:
+    """One frame's ``[3, h, w]`` local colours back at full ``size``, as an ``[H, W, 3]`` array."""
+    return enlarge_array(np.ascontiguousarray(small.permute(1, 2, 0).numpy()), factor, size)
 
 
 def decontaminate_foreground(frames: torch.Tensor, alpha: torch.Tensor, *, radius: Optional[int] = None) -> torch.Tensor:
@@ -236,18 +261,41 @@ def decontaminate_foreground(frames: torch.Tensor, alpha: torch.Tensor, *, radiu
     check_same_size(frames, alpha, "foreground", "alpha")
     check_same_length(frames, alpha, "foreground", "alpha")
     radius = radius or max(16, max(frames.shape[1:3]) // 16)
-    alpha = alpha.clamp(0, 1)
+    alpha = alpha.detach().to("cpu", torch.float32).clamp(0, 1)
+    out = frames.detach().to("cpu", torch.float32, copy=True)
     # Only pixels near the foreground change; the margin keeps every window used there whole.
     rows, cols = bounding_slices(alpha, radius + 16)
     if rows.stop == rows.start:  # no foreground anywhere: nothing to clean
-        return frames.clone()
-    image = frames[:, rows, cols].permute(0, 3, 1, 2).float()
-    a = alpha[:, rows, cols].unsqueeze(1).float()
-    local_fg, local_bg = _local_colours(image, a, radius)
-    estimate = (local_fg + a * (image - a * local_fg - (1 - a) * local_bg)).clamp(0, 1)
-    out = frames.clone()
-    out[:, rows, cols] = torch.where(a >= 1, image, estimate).permute(0, 2, 3, 1).to(frames.dtype)
-    return out
+        return out.to(frames.device, frames.dtype)
+    a = alpha[:, rows, cols]
+    local_fg, local_bg, factor = _local_colours(out[:, rows, cols].permute(0, 3, 1, 2), a.unsqueeze(1), radius)
+    size = a.shape[-2:]
+    # Frame by frame, and the full formula only on the soft pixels (a thin band): the solid
+    # foreground keeps its colours, the background becomes the local foreground colour.
+    for t in range(out.shape[0]):
+        image, weight = out[t, rows, cols].numpy(), a[t].numpy()
+        estimate = _enlarge(local_fg[t], factor, size)
+        soft = (weight > 0) & (weight < 1)
+        if soft.any():
+            w = weight[soft][:, None]
+            fg_soft = estimate[soft]
+            bg_soft = _enlarge(local_bg[t], factor, size)[soft]
+            estimate[soft] = fg_soft + w * (image[soft] - w * fg_soft - (1 - w) * bg_soft)
+        np.clip(estimate, 0, 1, out=estimate)
+        np.copyto(image, estimate, where=(weight < 1)[..., None])  # writes into ``out``
+    return out.to(frames.device, frames.dtype)
+
+
+def composite_chunk(
+    foreground: torch.Tensor, background: torch.Tensor, alpha: torch.Tensor, placement: Placement,
+    decontaminate: bool = True,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One chunk of a composite: ``foreground`` ``[T, h, w, 3]`` with its ``alpha`` ``[T, h, w]`` placed
+    over the matching ``background`` frames ``[T, H, W, 3]``. Returns ``(composite, placed alpha)``."""
+    if decontaminate:
+        foreground = decontaminate_foreground(foreground, alpha)
+    placed_alpha = placement.place_alpha(alpha)
+    return placement.over(foreground, placed_alpha, background), placed_alpha
 
 
 def alpha_over(foreground: torch.Tensor, background: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -305,12 +353,10 @@ def composite(
         pairs = schedule[start : start + chunk_frames]
         fg_index = torch.tensor([fg for fg, _ in pairs], device=foreground.device)
         bg_index = torch.tensor([bg for _, bg in pairs], device=background.device)
-        fg_frames, fg_alpha = foreground[fg_index], alpha[fg_index]
-        if decontaminate:
-            fg_frames = decontaminate_foreground(fg_frames, fg_alpha)
         window = slice(start, start + len(pairs))
         out_background[window] = background[bg_index]
-        out_alpha[window] = placement.place_alpha(fg_alpha)
-        out_composite[window] = alpha_over(placement.place_frames(fg_frames), out_background[window], out_alpha[window])
+        out_composite[window], out_alpha[window] = composite_chunk(
+            foreground[fg_index], out_background[window], alpha[fg_index], placement, decontaminate
+        )
         report(progress, start + len(pairs), total)
     return CompositeResult(out_composite, out_alpha, out_background)

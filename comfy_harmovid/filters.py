@@ -4,10 +4,16 @@ All filters work on the last two dimensions (height, width) of a tensor shaped `
 they take masks ``[T, H, W]`` and channels-first images ``[T, C, H, W]`` alike.
 Box filters use running sums (cost independent of the radius) and windows clipped at the image
 border, so a mean near the border is the mean of the pixels that exist.
+
+On CPU, box sums and upsampling go through OpenCV one plane at a time: several times faster than
+torch's cumsum and interpolate, and they do not slow down when other processes busy the cores
+(torch's intra-op threads do). Other devices use the torch versions.
 """
 
 import functools
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,10 +28,34 @@ def _box_sum_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
     return running.narrow(dim, 2 * radius + 1, n) - running.narrow(dim, 0, n)
 
 
+def _on_cpu_as_float(x: torch.Tensor) -> bool:
+    """Whether OpenCV can filter ``x`` in place of torch: a CPU float32/float64 tensor."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+def _per_plane(x: torch.Tensor, height: int, width: int, function) -> torch.Tensor:
+    """Apply ``function(plane [h, w] array, out [H, W] array)`` to every plane of ``[..., h, w]``."""
+    planes = x.detach().reshape(-1, *x.shape[-2:]).contiguous().numpy()
+    out = np.empty((planes.shape[0], height, width), dtype=planes.dtype)
+    for plane, target in zip(planes, out):
+        function(plane, target)
+    return torch.from_numpy(out).reshape(*x.shape[:-2], height, width)
+
+
 def box_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Sum of each ``(2r+1) x (2r+1)`` window over the last two dimensions (window clipped at the border)."""
+    """Sum of each ``(2r+1) x (2r+1)`` window over the last two dimensions (window clipped at the border).
+
+    Sums of whole numbers are exact (OpenCV accumulates float input in float64).
+    """
     if radius <= 0:
         return x.clone()
+    if _on_cpu_as_float(x):
+        size = (2 * radius + 1, 2 * radius + 1)
+
+        def window_sum(plane, out):  # zeros outside the image = a window clipped at the border
+            cv2.boxFilter(plane, -1, size, dst=out, normalize=False, borderType=cv2.BORDER_CONSTANT)
+
+        return _per_plane(x, *x.shape[-2:], window_sum)
     return _box_sum_1d(_box_sum_1d(x, radius, -1), radius, -2)
 
 
@@ -179,9 +209,21 @@ def upsample(x: torch.Tensor, factor: int, size) -> torch.Tensor:
     """Inverse of :func:`downsample`: bilinear back to ``size = (H, W)``, block centres aligned."""
     if factor <= 1:
         return x
+    if _on_cpu_as_float(x):
+        def enlarge(plane, out):
+            out[...] = enlarge_array(plane, factor, size)
+
+        return _per_plane(x, int(size[0]), int(size[1]), enlarge)
     out = F.interpolate(_as_batch_of_images(x), scale_factor=factor, mode="bilinear", align_corners=False)
     out = out[..., : size[0], : size[1]]
     return out.reshape(*x.shape[:-2], *out.shape[-2:])
+
+
+def enlarge_array(array: np.ndarray, factor: int, size) -> np.ndarray:
+    """:func:`upsample` of one ``[h, w]`` or channels-last ``[h, w, C]`` float array (OpenCV)."""
+    # The same sampling as torch's bilinear scale_factor=factor (half-pixel centres, edge clamped).
+    scaled = (array.shape[1] * factor, array.shape[0] * factor)
+    return cv2.resize(array, scaled, interpolation=cv2.INTER_LINEAR)[: size[0], : size[1]]
 
 
 def fast_guided_filter(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float, subsample: int = 1):

@@ -106,7 +106,7 @@ class Video:
 
 # ----------------------------------------------------------------------------------------------
 # Sources yield one (load, time, name) per frame: ``load()`` gives the pixels, uint8/uint16
-# [H, W, 3] for colour or [H, W] for masks (_stack_float turns them into 0..1 floats). Loading is
+# [H, W, 3] for colour or [H, W] for masks (stack_frames turns them into 0..1 floats). Loading is
 # deferred so frames before ``start`` are decoded but never converted.
 
 
@@ -306,9 +306,10 @@ def _iter_selected(source: _Source, mask: bool, start: int, max_frames, fps) -> 
         raise HarmoVidError(f"{source.path}: has no frames{where}. Check the file and the start frame.")
 
 
-def _stack_float(arrays: list[np.ndarray]) -> torch.Tensor:
-    """8/16-bit frames -> one float32 tensor in 0..1, allocated once. (numpy, not torch: torch's
-    element-wise threads were 15x slower than one numpy thread on a busy machine.)"""
+def stack_frames(arrays: list[np.ndarray]) -> torch.Tensor:
+    """8/16-bit frames (as :func:`iter_frame_arrays` yields them) -> one float32 tensor in 0..1,
+    allocated once. (numpy, not torch: torch's element-wise threads were 15x slower than one numpy
+    thread on a busy machine.)"""
     out = np.empty((len(arrays), *arrays[0].shape), dtype=np.float32)
     for index, array in enumerate(arrays):
         np.divide(array, np.float32(65535 if array.dtype == np.uint16 else 255), out=out[index])
@@ -322,7 +323,7 @@ def _read(path, mask: bool, start: int, max_frames, fps) -> tuple[torch.Tensor, 
         if not arrays:
             first_time = time
         arrays.append(array)  # kept compact (8/16 bit) until the float tensor is allocated once
-    return _stack_float(arrays), source, first_time
+    return stack_frames(arrays), source, first_time
 
 
 def _iter_chunks(path, mask: bool, chunk_frames: int, start: int, max_frames, fps) -> Iterator[torch.Tensor]:
@@ -338,10 +339,10 @@ def _chunks(source: _Source, mask: bool, chunk_frames: int, start: int, max_fram
     for array, _ in _iter_selected(source, mask, start, max_frames, fps):
         chunk.append(array)
         if len(chunk) == chunk_frames:
-            yield _stack_float(chunk)
+            yield stack_frames(chunk)
             chunk = []
     if chunk:
-        yield _stack_float(chunk)
+        yield stack_frames(chunk)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -413,6 +414,15 @@ def iter_video_chunks(path, chunk_frames: int = 16, *, start: int = 0, max_frame
     return _iter_chunks(path, False, chunk_frames, start, max_frames, fps)
 
 
+def iter_frame_arrays(path, *, mask: bool = False, start: int = 0) -> Iterator[np.ndarray]:
+    """Stream a clip (or a mask clip) frame by frame as decoded, from frame ``start`` on: uint8 arrays
+    (uint16 for 16-bit sources), [H, W, 3] colour or [H, W] mask, a quarter of the size of float32
+    frames. :func:`stack_frames` turns a list of them into the float tensor the other readers give."""
+    _check_range(start, None)
+    source = _open_source(path)
+    return (array for array, _ in _iter_selected(source, mask, start, None, None))
+
+
 def read_mask(path, *, start: int = 0, max_frames: int | None = None, fps: float | None = None) -> torch.Tensor:
     """Read a mask clip into [T, H, W] float32 0..1 (1 = foreground): the luma of a video or image,
     or its alpha channel when it has one (RGBA/LA images, videos with an alpha pixel format)."""
@@ -448,12 +458,15 @@ def _as_fraction(fps) -> Fraction:
     return Fraction(fps).limit_denominator(100000)
 
 
-def _to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """[t, H, W, 3] or [t, H, W] floats in 0..1 -> uint8 [t, H, W, 3] (masks become grey)."""
-    array = frames.detach().to("cpu", torch.float32).numpy()
-    if array.ndim == 3:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    return np.rint(np.clip(array, 0, 1) * np.float32(255)).astype(np.uint8)
+def _to_uint8(frames: torch.Tensor) -> Iterator[np.ndarray]:
+    """[t, H, W, 3] or [t, H, W] floats in 0..1 -> uint8 [H, W, 3] frames (masks become grey).
+
+    One frame at a time, so the float temporaries are a frame, not a chunk."""
+    for frame in frames.detach():
+        array = frame.to("cpu", torch.float32).numpy()
+        if array.ndim == 2:
+            array = np.repeat(array[..., None], 3, axis=-1)
+        yield np.rint(np.clip(array, 0, 1) * np.float32(255)).astype(np.uint8)
 
 
 class _AudioTrack:

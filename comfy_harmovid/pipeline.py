@@ -12,18 +12,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import torch
 
 from .alpha import PseudoAlpha
-from .composite import Placement, alpha_over, decontaminate_foreground, frame_schedule
+from .composite import Placement, composite_chunk, frame_schedule
 from .deflicker import Deflicker
 from .errors import HarmoVidError
 from .harmonize import StatisticsHarmonizer
-from .io import VideoWriter, iter_mask_chunks, iter_video_chunks, probe_video
+from .io import VideoWriter, iter_frame_arrays, probe_video, stack_frames
 from .progress import ProgressCallback, report
 from .segment import PortraitSegmenter
 
 AUDIO_SOURCES = ("foreground", "background", "none")
+# Pixels per chunk when chunk_frames is None: 16 frames of 720p, 7 of 1080p. Working memory is a few
+# float32 copies of a chunk, so this keeps 1080p well under 3 GiB.
+CHUNK_PIXELS = 16 * 1280 * 720
+
+
+def chunk_frames_for(frame_pixels: int, chunk_pixels: int = CHUNK_PIXELS) -> int:
+    """Frames per chunk so that a chunk holds about ``chunk_pixels`` pixels (at least one frame)."""
+    return max(1, chunk_pixels // frame_pixels)
 
 
 @dataclass
@@ -47,7 +56,8 @@ class HarmonizeSettings:
     harmonize_method: str = "statistics"
     harmonize_strength: float = 1.0
     deflicker_strength: float = 1.0
-    chunk_frames: int = 16
+    # Frames processed at once; None picks them from CHUNK_PIXELS, so memory is the same at any resolution.
+    chunk_frames: Optional[int] = None
 
 
 @dataclass
@@ -65,44 +75,50 @@ class FrameFetcher:
 
     Output frames visit the source mostly in order; loops and ping-pong go back. Going back reopens
     the clip a block before the wanted frame, so a backward pass is served from the cache block by
-    block instead of decoding from the start for every frame.
+    block instead of decoding from the start for every frame. The cache holds the decoded 8-bit
+    arrays (a quarter of float frames); :meth:`stack` makes the float chunk in one allocation.
     """
 
     def __init__(self, path, *, mask: bool = False, cache_frames: int = 32):
         self.path = path
         self.mask = mask
         self.cache_frames = cache_frames
-        self._cache: "OrderedDict[int, torch.Tensor]" = OrderedDict()
-        self._chunks = None
+        self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        self._arrays = None
         self._next = 0  # index of the next frame the open decoder yields
 
     def _open(self, start: int) -> None:
-        read = iter_mask_chunks if self.mask else iter_video_chunks
-        # Decoded chunks are no larger than the cache, so a wanted frame is never evicted by its own chunk.
-        self._chunks = read(self.path, chunk_frames=min(8, self.cache_frames), start=start)
+        self._arrays = iter_frame_arrays(self.path, mask=self.mask, start=start)
         self._next = start
 
     def _decode_next(self) -> None:
-        chunk = next(self._chunks, None)
-        if chunk is None:
+        array = next(self._arrays, None)
+        if array is None:
             raise HarmoVidError(f"{self.path}: ended before frame {self._next}; the file may be truncated.")
-        for frame in chunk:
-            self._cache[self._next] = frame
-            self._next += 1
-        while len(self._cache) > self.cache_frames:
+        self._cache[self._next] = array
+        self._next += 1
+        if len(self._cache) > self.cache_frames:
             self._cache.popitem(last=False)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def _array(self, index: int) -> np.ndarray:
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
-        if self._chunks is None or index < self._next or index >= self._next + self.cache_frames:
+        if self._arrays is None or index < self._next or index >= self._next + self.cache_frames:
             # Going back, or far ahead: reopen a little before the frame so a backward pass finds its
             # next frames already cached.
             self._open(max(0, index - self.cache_frames // 2 + 1))
         while index not in self._cache:
             self._decode_next()
         return self._cache[index]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """Frame ``index`` as float32 0..1: ``[H, W, 3]``, or ``[H, W]`` for a mask."""
+        return stack_frames([self._array(index)])[0]
+
+    def stack(self, indices) -> torch.Tensor:
+        """Frames ``indices`` as one float32 tensor ``[T, H, W, 3]`` (``[T, H, W]`` for a mask)."""
+        return stack_frames([self._array(index) for index in indices])
 
 
 class _StageClock:
@@ -125,8 +141,8 @@ def _check_settings(settings: HarmonizeSettings, audio: str) -> None:
         )
     if audio not in AUDIO_SOURCES:
         raise HarmoVidError(f"audio must be one of {', '.join(AUDIO_SOURCES)}, got {audio!r}.")
-    if settings.chunk_frames < 1:
-        raise HarmoVidError(f"chunk_frames must be at least 1, got {settings.chunk_frames}.")
+    if settings.chunk_frames is not None and settings.chunk_frames < 1:
+        raise HarmoVidError(f"chunk_frames must be at least 1 (or None: from the frame size), got {settings.chunk_frames}.")
 
 
 def harmonize_video(
@@ -200,28 +216,39 @@ def harmonize_video(
     kept = {}
     keep_frames = {round(i * (total - 1) / max(sample_frames - 1, 1)) for i in range(sample_frames)}
     saw_person = False
+    step = settings.chunk_frames or chunk_frames_for(
+        max(fg_info.height * fg_info.width, bg_info.height * bg_info.width)
+    )
     with VideoWriter(output, bg_info.fps, crf=crf, audio_from=audio_from, audio_start=audio_start,
                      overwrite=overwrite) as writer:
-        for start in range(0, total, settings.chunk_frames):
-            pairs = schedule[start : start + settings.chunk_frames]
-            fg = clock.run("decode", lambda: torch.stack([fg_frames[i] for i, _ in pairs]))
-            bg = clock.run("decode", lambda: torch.stack([bg_frames[j] for _, j in pairs]))
+        for start in range(0, total, step):
+            pairs = schedule[start : start + step]
+            fg = clock.run("decode", fg_frames.stack, [i for i, _ in pairs])
             if mask_frames is not None:
-                person = clock.run("decode", lambda: torch.stack([mask_frames[i] for i, _ in pairs]))
+                person = clock.run("decode", mask_frames.stack, [i for i, _ in pairs])
             else:
                 person = clock.run("segment", segmenter.process, fg)
             saw_person = saw_person or bool(person.max() > 0)
             alpha = clock.run("pseudo-alpha", pseudo_alpha.process, fg, person)
-            composite, placed_alpha = clock.run("composite", _composite_chunk, fg, bg, alpha, placement, settings)
+            del person
+            bg = clock.run("decode", bg_frames.stack, [j for _, j in pairs])
+            composite, placed_alpha = clock.run(
+                "composite", composite_chunk, fg, bg, alpha, placement, settings.decontaminate
+            )
+            # Each stage makes a new chunk: drop the inputs no later stage reads, so that only a few
+            # chunk-sized tensors are alive at any time.
+            del fg, alpha
             frames = composite
             if harmonizer is not None:
                 frames = clock.run("harmonize", harmonizer.process, frames, placed_alpha, bg)
+            del bg
             if deflicker is not None:
                 frames = clock.run("deflicker", deflicker.process, frames, composite, placed_alpha)
             clock.run("encode", writer.write, frames)
             for k in range(len(pairs)):
                 if start + k in keep_frames:
                     kept[start + k] = (composite[k].clone(), frames[k].clone())
+            del frames, composite, placed_alpha
             report(progress, start + len(pairs), total)
         if not saw_person:  # raised inside the writer, so the partial output is discarded
             raise HarmoVidError(
@@ -230,9 +257,3 @@ def harmonize_video(
             )
     return HarmonizeResult(Path(output), total, bg_info.fps, clock.seconds, kept)
 
-
-def _composite_chunk(fg, bg, alpha, placement: Placement, settings: HarmonizeSettings):
-    if settings.decontaminate:
-        fg = decontaminate_foreground(fg, alpha)
-    placed_alpha = placement.place_alpha(alpha)
-    return alpha_over(placement.place_frames(fg), bg, placed_alpha), placed_alpha

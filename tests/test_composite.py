@@ -231,3 +231,23 @@ def test_a_placement_rejects_chunks_of_another_size():
         placement.place_frames(torch.zeros(1, 10, 30, 3))
     with pytest.raises(HarmoVidError, match="new Placement"):
         placement.place_alpha(torch.zeros(1, 20, 31))
+
+
+@pytest.mark.parametrize("scale, x, y", [(1.0, 0.0, 0.0), (0.7, 0.3, -0.2), (1.5, -0.4, 0.1)])
+def test_placing_over_the_background_equals_alpha_over_the_placed_canvas(portrait_clip, scale, x, y):
+    frames, mask, _ = portrait_clip
+    background = torch.rand(8, 50, 120, 3, generator=torch.Generator().manual_seed(4))
+    placement = Placement(frames.shape[1:3], background.shape[1:3], scale=scale, x=x, y=y)
+    placed_alpha = placement.place_alpha(mask)
+    expected = alpha_over(placement.place_frames(frames), background, placed_alpha)
+    over = placement.over(frames, placed_alpha, background)
+    assert torch.equal(over, expected), f"differs by up to {(over - expected).abs().max():.2e}"
+
+
+def test_decontamination_paints_the_clear_background_next_to_the_person_in_the_person_colour():
+    frames, alpha, person = green_screen_edge()
+    cleaned = decontaminate_foreground(frames, alpha, radius=16)
+    beside = cleaned[:, :, 38:42]  # alpha 0, just outside the soft edge (columns 26-37)
+    to_person = (beside - person[:, :, 38:42]).abs().sum(-1).max()
+    to_screen = (beside - frames[:, :, 38:42]).abs().sum(-1).min()
+    assert to_person < 0.5 * to_screen, f"colour {to_person:.2f} from the person but {to_screen:.2f} from the screen"

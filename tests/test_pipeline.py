@@ -6,7 +6,7 @@ import torch
 from comfy_harmovid import io
 from comfy_harmovid.cli import main as harmovid
 from comfy_harmovid.errors import HarmoVidError
-from comfy_harmovid.pipeline import FrameFetcher, HarmonizeSettings, harmonize_video
+from comfy_harmovid.pipeline import CHUNK_PIXELS, FrameFetcher, HarmonizeSettings, chunk_frames_for, harmonize_video
 from conftest import make_portrait_clip
 from test_io import make_clip_with_audio
 
@@ -56,6 +56,21 @@ def test_frame_fetcher_serves_backward_passes_exactly(clip_files):
     fetcher = FrameFetcher(foreground, cache_frames=4)
     for index in [0, 1, 2, 11, 10, 9, 8, 3, 7, 0]:
         assert torch.equal(fetcher[index], frames[index]), f"frame {index} differs"
+
+
+def test_frame_fetcher_stacks_chunks_equal_to_the_decoded_frames(clip_files):
+    foreground, mask, _ = clip_files
+    frames, masks = io.read_video(foreground).frames, io.read_mask(mask)
+    indices = [3, 4, 5, 11, 10, 0]
+    assert torch.equal(FrameFetcher(foreground, cache_frames=4).stack(indices), frames[indices])
+    assert torch.equal(FrameFetcher(mask, mask=True).stack(indices), masks[indices])
+
+
+def test_chunk_frames_follow_a_pixel_budget():
+    assert chunk_frames_for(1280 * 720) == 16
+    assert chunk_frames_for(1920 * 1080) == 7, "1080p chunks must be smaller than 720p ones"
+    assert chunk_frames_for(64 * 48) == CHUNK_PIXELS // (64 * 48)
+    assert chunk_frames_for(8192 * 8192) == 1, "a huge frame still makes one-frame chunks"
 
 
 def test_no_person_found_fails_clearly_and_leaves_no_output(clip_files, tmp_path):
