@@ -94,7 +94,7 @@ class Deflicker:
         temporal_weight: float = 0.95,
         anchor_frames: float = 5.0,
         work_size: int = 180,
-        radius: int = 4,
+        radius: int = 2,
         regularization: float = 3e-4,
         flow_preset: str = "fast",
         cut_visible_fraction: float = 0.3,
