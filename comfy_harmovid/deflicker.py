@@ -7,7 +7,8 @@ the flow can be trusted. Per frame:
 1. Work at a reduced resolution (short side about ``work_size`` pixels): the flicker that per-frame
    processing causes is mostly low-frequency (global and local colour, exposure, shadows).
 2. Flow from this frame to the previous one, computed on the *reference* video when there is one
-   (motion only: its colours are never used), else on the processed frames. Forward-backward
+   (motion only: its colours are never used), else on the processed frames' structure (grey minus
+   its regional light, which the flicker leaves alone). Forward-backward
    occlusion, and whether the guide's band-pass structure matches after warping, give where the
    previous output can be trusted; a frame where almost nothing can be matched is a shot cut, and
    the filter starts afresh there.
@@ -159,6 +160,10 @@ class Deflicker:
             interpolation=cv2.INTER_AREA,
         )
         guide = guide_source @ GREY_WEIGHTS
+        if reference is None:
+            # The guide is the flickering frame itself: take the motion from its structure (grey minus
+            # its regional light), which flicker leaves alone, so the flow does not chase the flicker.
+            guide = guide - _low_pass(guide) + 0.5
         if mask is None:
             mask_full = None
             mask_small = np.ones((work_h, work_w), np.float32)
