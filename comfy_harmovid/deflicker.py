@@ -93,11 +93,11 @@ class Deflicker:
         strength: float = 1.0,
         *,
         temporal_weight: float = 0.95,
-        anchor_frames: float = 5.0,
+        anchor_frames: float = 3.5,
         work_size: int = 180,
         radius: int = 2,
         regularization: float = 3e-4,
-        flow_preset: str = "fast",
+        flow_preset: str = "balanced",
         cut_visible_fraction: float = 0.3,
         detail_tolerance: float = 0.03,
         light_tolerance: float = 0.06,
@@ -117,6 +117,7 @@ class Deflicker:
     def reset(self) -> None:
         """Forget the previous frame (the next frame starts a new shot)."""
         self._previous = None  # (guide grey, output, mask) at work resolution
+        self._offset = None  # full-resolution scratch buffer
         self._uses_reference = None
         self.cuts = []  # frame indices (since construction) where a shot cut was detected
         self._index = 0
@@ -147,10 +148,11 @@ class Deflicker:
         for t in range(frames.shape[0]):
             reference = reference_chunk[t] if uses_reference else None
             mask = mask_chunk[t] if mask_chunk is not None else None
-            out[t] = torch.from_numpy(self._frame(frames[t], reference, mask))
+            self._frame(frames[t], reference, mask, out[t].numpy())
         return out.to(frames.device)
 
-    def _frame(self, frame, reference, mask) -> np.ndarray:
+    def _frame(self, frame, reference, mask, result: np.ndarray) -> None:
+        """Deflicker one frame into ``result`` (``[H, W, 3]`` float32, written in place)."""
         processed = np.ascontiguousarray(frame.detach().to("cpu", torch.float32).numpy())
         height, width = processed.shape[:2]
         work_h, work_w = self._work_shape(height, width)
@@ -173,16 +175,20 @@ class Deflicker:
 
         follow = self._temporal_weight(guide, mask_small)
         if follow is None:  # first frame or shot cut: nothing to follow
-            output_small, result = small, processed
+            output_small = small
+            result[...] = processed
         else:
             weight, flow = follow
             target = small + weight[..., None] * (warp(self._previous[1], flow).numpy() - small)
             a, b = fit_local_affine(small, target, mask_small, radius=self.radius, regularization=self.regularization)
             output_small = np.clip(a * small + b, 0.0, 1.0)
-            # Full resolution: a few in-place passes (this is most of the cost at 720p and above).
-            result = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
+            # Full resolution: a few in-place passes (this is most of the cost at 720p and above), into
+            # buffers that are reused: a fresh large array costs its page faults again every frame.
+            if self._offset is None or self._offset.shape != result.shape:
+                self._offset = np.empty_like(result)
+            cv2.resize(a, (width, height), dst=result, interpolation=cv2.INTER_LINEAR)
             result *= processed
-            result += cv2.resize(b, (width, height), interpolation=cv2.INTER_LINEAR)
+            result += cv2.resize(b, (width, height), dst=self._offset, interpolation=cv2.INTER_LINEAR)
             np.clip(result, 0.0, 1.0, out=result)
             if mask_full is not None:
                 result -= processed
@@ -191,7 +197,6 @@ class Deflicker:
                 output_small = small + mask_small[..., None] * (output_small - small)
         self._previous = (guide, output_small.astype(np.float32), mask_small)
         self._index += 1
-        return np.asarray(result, dtype=np.float32)
 
     def _temporal_weight(self, guide: np.ndarray, mask_small: np.ndarray):
         """``(weight, flow)``: per-pixel weight of the previous output and the flow that carries it onto

@@ -14,8 +14,19 @@ from .errors import HarmoVidError
 PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    # "fast" carried down to medium's finest scale (half resolution instead of a quarter) with fewer
+    # refinement iterations: most of medium's accuracy on small frames at about half its cost.
+    "balanced": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
+
+
+def _dis(preset: str):
+    dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+    if preset == "balanced":
+        dis.setFinestScale(1)
+        dis.setVariationalRefinementIterations(3)
+    return dis
 
 
 def _numpy(x) -> np.ndarray:
@@ -42,8 +53,8 @@ def to_grey_uint8(frame) -> np.ndarray:
 def dis_flow(frame_a, frame_b, *, preset: str = "medium", scale: float = 1.0) -> torch.Tensor:
     """Dense flow from ``frame_a`` to ``frame_b`` in pixels, ``[H, W, 2]`` float32.
 
-    ``preset`` is one of "ultrafast", "fast", "medium" (OpenCV DIS). ``scale`` < 1 computes the flow on
-    frames resized by that factor (much faster) and scales it back to full resolution.
+    ``preset`` is one of "ultrafast", "fast", "balanced", "medium" (OpenCV DIS). ``scale`` < 1 computes
+    the flow on frames resized by that factor (much faster) and scales it back to full resolution.
     """
     if preset not in PRESETS:
         raise HarmoVidError(f"flow: unknown preset {preset!r}; use one of {', '.join(PRESETS)}.")
@@ -57,7 +68,7 @@ def dis_flow(frame_a, frame_b, *, preset: str = "medium", scale: float = 1.0) ->
         small = (max(8, round(width * scale)), max(8, round(height * scale)))
         grey_a = cv2.resize(grey_a, small, interpolation=cv2.INTER_AREA)
         grey_b = cv2.resize(grey_b, small, interpolation=cv2.INTER_AREA)
-    flow = cv2.DISOpticalFlow_create(PRESETS[preset]).calc(grey_a, grey_b, None)
+    flow = _dis(preset).calc(grey_a, grey_b, None)
     if scale < 1.0:
         small_h, small_w = grey_a.shape
         flow = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)

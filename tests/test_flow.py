@@ -79,3 +79,21 @@ def test_flow_rejects_mismatched_frames_and_bad_preset():
         dis_flow(torch.rand(10, 10, 3), torch.rand(10, 10, 3), preset="slow")
     with pytest.raises(HarmoVidError, match="flow"):
         warp(torch.rand(10, 10, 3), torch.rand(10, 10))
+
+
+def test_balanced_preset_tracks_a_small_rotation_far_better_than_fast():
+    import cv2
+
+    a = smooth_texture(90, 160, seed=2)
+    turn = cv2.getRotationMatrix2D((80, 45), 3.0, 1.02)  # content at x in a lands at turn @ x in b
+    b = torch.from_numpy(cv2.warpAffine(a.numpy(), turn, (160, 90), borderMode=cv2.BORDER_REFLECT))
+    ys, xs = np.mgrid[0:90, 0:160].astype(np.float32)
+    true = np.stack([turn[0, 0] * xs + turn[0, 1] * ys + turn[0, 2] - xs,
+                     turn[1, 0] * xs + turn[1, 1] * ys + turn[1, 2] - ys], -1)
+
+    def end_point_error(preset):
+        flow = dis_flow(a, b, preset=preset).numpy()
+        return float(np.linalg.norm(flow - true, axis=-1)[12:-12, 12:-12].mean())
+
+    fast, balanced = end_point_error("fast"), end_point_error("balanced")
+    assert balanced < 0.15 and balanced < fast / 2, f"end-point error: balanced {balanced:.3f} px, fast {fast:.3f} px"
