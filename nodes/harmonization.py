@@ -90,7 +90,8 @@ class HarmoVidLightingDeflicker:
                 "frames": ("IMAGE", {"tooltip": "The flickering frames, e.g. HarmoIm Frames' output."}),
                 "strength": (
                     "FLOAT",
-                    dict(STRENGTH_OPTIONS, tooltip="0 = unchanged; 1 = steadiest. Lower it if slow, intended "
+                    dict(STRENGTH_OPTIONS, tooltip="0 = unchanged; 1 = steadiest. Light changes that the "
+                         "reference also shows pass at once; without a reference, lower it if slow, intended "
                          "light changes lag behind."),
                 ),
             },
