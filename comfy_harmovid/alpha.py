@@ -27,7 +27,15 @@ import torch
 import torch.nn.functional as F
 
 from .errors import HarmoVidError
-from .filters import bounding_slices, downsample, fast_guided_filter, tent_count, tent_sum, upsample
+from .filters import (
+    bounding_slices,
+    downsample,
+    fast_guided_filter_at,
+    one_torch_thread,
+    tent_count,
+    tent_sum,
+    upsample_at,
+)
 from .progress import ProgressCallback, report
 from .validate import check_frames, check_mask, check_not_empty, check_same_length, check_same_size
 
@@ -42,8 +50,6 @@ MOTION_BLOCK = 4
 # The corrections' weight is WINDOW_GAIN * ramp * (1 - ramp), capped at 1: full over most of the band,
 # fading out only in its outer few pixels (where the tent ramp is below about 5 %).
 WINDOW_GAIN = 20.0
-# Frames processed together by the spatial steps (bounds memory at 1080p).
-BATCH_FRAMES = 4
 
 
 def _check_settings(band_width, edge_awareness, temporal_smoothing) -> None:
@@ -96,27 +102,22 @@ class PseudoAlpha:
                 f"This chunk is {frames.shape[2]}x{frames.shape[1]} but the previous one was "
                 f"{self._previous_alpha.shape[1]}x{self._previous_alpha.shape[0]}. Call reset() before a new clip."
             )
-        alphas = []
-        for start in range(0, frames.shape[0], BATCH_FRAMES):
-            chunk = frames[start : start + BATCH_FRAMES].float()
-            chunk_mask = mask[start : start + BATCH_FRAMES].float().clamp(0, 1)
-            alpha = (chunk_mask >= 0.5).float()  # exact wherever no boundary is in reach
-            rows, cols = self._work_area(alpha)
-            blocks = downsample(chunk.permute(0, 3, 1, 2), MOTION_BLOCK)
-            if rows.stop > rows.start:  # else no foreground at all in these frames: alpha is 0
-                soft, window, fixed, fixed_value = self._spatial(chunk[:, rows, cols], chunk_mask[:, rows, cols])
-                for t in range(chunk.shape[0]):
-                    alpha[t, rows, cols] = self._temporal(
-                        blocks[t], (rows, cols), soft[t], window[t], fixed[t], fixed_value[t]
-                    )
-                    self._previous_blocks, self._previous_alpha = blocks[t], alpha[t]
-            else:
-                self._previous_blocks, self._previous_alpha = blocks[-1], alpha[-1]
-            alphas.append(alpha)
-        return torch.cat(alphas)
+        with one_torch_thread():
+            return torch.stack([self._frame(frame.float(), frame_mask.float().clamp(0, 1))
+                                for frame, frame_mask in zip(frames, mask)])
+
+    def _frame(self, frame: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Alpha ``[H, W]`` of one frame ``[H, W, 3]`` with its mask ``[H, W]``; updates the temporal state."""
+        alpha = (mask >= 0.5).float()  # exact wherever no boundary is in reach
+        blocks = downsample(frame.permute(2, 0, 1), MOTION_BLOCK)
+        area = self._work_area(alpha)
+        if area[0].stop > area[0].start:  # else no foreground at all: the alpha is 0
+            alpha[area] = self._work_area_alpha(frame[area], mask[area], alpha[area], blocks, area)
+        self._previous_blocks, self._previous_alpha = blocks, alpha
+        return alpha
 
     def _work_area(self, binary: torch.Tensor):
-        """Rows and columns that hold every mask boundary of the chunk, with margin for all filters.
+        """Rows and columns that hold every mask boundary of the frame, with margin for all filters.
 
         Pixels outside are farther than the band from any boundary, so their alpha is the mask itself;
         the margin covers every filter's reach, and the corner sits on the downsampling grids, so the
@@ -125,47 +126,55 @@ class PseudoAlpha:
         margin = 2 * self.band_width + 2 * self.guide_radius + 2 * self._grid
         return bounding_slices(binary, margin, self._grid)
 
-    def _spatial(self, frames: torch.Tensor, mask: torch.Tensor):
-        """Per-frame soft alpha, the blending window inside the band, and the fixed 0/1 pixels."""
-        binary = (mask >= 0.5).float()
+    def _work_area_alpha(self, frame, mask, binary, blocks, area) -> torch.Tensor:
+        """The alpha on the work area: the fixed 0/1 pixels, and the band computed pixel by pixel.
+
+        The band (pixels with both foreground and background within ``band_width``) is a thin line
+        around the person, so only the filters that need whole images (box sums, the guided filter's
+        coefficients at reduced resolution, the motion blocks) run on the whole work area.
+        """
         inner = self.band_width // 2
         outer = self.band_width - inner
         # The ramp is the tent-weighted share of foreground within band_width: counted in whole numbers,
         # it is exactly 0 (or 1) where no foreground (background) pixel lies in reach: those are fixed.
-        count = tent_count(*binary.shape[-2:], inner, outer, binary.device)
+        count = tent_count(*binary.shape, inner, outer, binary.device)
         ramp = (tent_sum(binary, inner, outer) / count).float()
-        fixed_value = (ramp == 1).float()
-        fixed = (ramp == 0) | (ramp == 1)
+        out = (ramp == 1).float()
+        ys, xs = torch.nonzero((ramp > 0) & (ramp < 1), as_tuple=True)  # the band
+        if ys.numel() == 0:
+            return out
+        ramp = ramp[ys, xs]
         # Weight of the guided and temporal corrections: 1 near the boundary, falling to 0 where the
         # ramp reaches 0 or 1 at the band's edge, so the alpha stays continuous there.
         window = (WINDOW_GAIN * ramp * (1 - ramp)).clamp(0, 1)
-
-        soft = ramp
+        alpha = ramp
         if self.edge_awareness > 0:
-            guide = frames.permute(0, 3, 1, 2)
-            guided = fast_guided_filter(guide, mask, self.guide_radius, GUIDE_EPS, self.guide_subsample)
-            soft = ramp + self.edge_awareness * window * (guided - ramp)
-        return soft.clamp(0, 1), window, fixed, fixed_value
+            guide = frame.permute(2, 0, 1)
+            guided = fast_guided_filter_at(guide, mask, self.guide_radius, GUIDE_EPS, self.guide_subsample, ys, xs)
+            alpha = ramp + self.edge_awareness * window * (guided - ramp)
+        alpha = alpha.clamp(0, 1)
+        if self.temporal_smoothing > 0 and self._previous_alpha is not None:
+            still = self._stillness(blocks, area)
+            keep = self.temporal_smoothing * upsample_at(still[None], MOTION_BLOCK, ys, xs)[0] * window
+            alpha = alpha + keep * (self._previous_alpha[area][ys, xs] - alpha)
+        out[ys, xs] = alpha
+        return out
 
-    def _temporal(self, blocks, area, soft, window, fixed, fixed_value) -> torch.Tensor:
-        """Blend the band with the previous frame's alpha where nothing moved nearby (on the work area).
+    def _stillness(self, blocks, area) -> torch.Tensor:
+        """Per block of the work area, 1 where nothing moved nearby since the previous frame, towards 0
+        where it did: ``[h / MOTION_BLOCK, w / MOTION_BLOCK]``.
 
         blocks: ``[3, H / MOTION_BLOCK, W / MOTION_BLOCK]`` mean colours of the whole frame.
         """
-        alpha = soft
-        if self.temporal_smoothing > 0 and self._previous_alpha is not None:
-            # Colour change of small blocks (so sensor noise does not read as motion), spread as far as
-            # a pixel's alpha looks: an edge that moved nearby changes this pixel's alpha. The work
-            # area starts on the block grid.
-            rows, cols = (slice(s.start // MOTION_BLOCK, -(-s.stop // MOTION_BLOCK)) for s in area)
-            change = (blocks[:, rows, cols] - self._previous_blocks[:, rows, cols]).abs().mean(0)
-            reach = self.motion_reach
-            change = F.max_pool2d(change[None], (1, 2 * reach + 1), stride=1, padding=(0, reach))
-            change = F.max_pool2d(change, (2 * reach + 1, 1), stride=1, padding=(reach, 0))[0]
-            still = upsample(torch.exp(-((change / MOTION_SCALE) ** 2)), MOTION_BLOCK, soft.shape)
-            keep = self.temporal_smoothing * still * window
-            alpha = soft + keep * (self._previous_alpha[area] - soft)
-        return torch.where(fixed, fixed_value, alpha)
+        # Colour change of small blocks (so sensor noise does not read as motion), spread as far as
+        # a pixel's alpha looks: an edge that moved nearby changes this pixel's alpha. The work
+        # area starts on the block grid.
+        rows, cols = (slice(s.start // MOTION_BLOCK, -(-s.stop // MOTION_BLOCK)) for s in area)
+        change = (blocks[:, rows, cols] - self._previous_blocks[:, rows, cols]).abs().mean(0)
+        reach = self.motion_reach
+        change = F.max_pool2d(change[None], (1, 2 * reach + 1), stride=1, padding=(0, reach))
+        change = F.max_pool2d(change, (2 * reach + 1, 1), stride=1, padding=(reach, 0))[0]
+        return torch.exp(-((change / MOTION_SCALE) ** 2))
 
 
 def pseudo_alpha(

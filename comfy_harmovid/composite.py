@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .errors import HarmoVidError
-from .filters import bounding_slices, box_mean, downsample, enlarge_array, resize
+from .filters import bounding_slices, box_mean, downsample, enlarge_array, one_torch_thread, resize
 from .progress import ProgressCallback, report
 from .validate import check_frames, check_mask, check_same_length, check_same_size
 
@@ -292,10 +292,11 @@ def composite_chunk(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """One chunk of a composite: ``foreground`` ``[T, h, w, 3]`` with its ``alpha`` ``[T, h, w]`` placed
     over the matching ``background`` frames ``[T, H, W, 3]``. Returns ``(composite, placed alpha)``."""
-    if decontaminate:
-        foreground = decontaminate_foreground(foreground, alpha)
-    placed_alpha = placement.place_alpha(alpha)
-    return placement.over(foreground, placed_alpha, background), placed_alpha
+    with one_torch_thread():
+        if decontaminate:
+            foreground = decontaminate_foreground(foreground, alpha)
+        placed_alpha = placement.place_alpha(alpha)
+        return placement.over(foreground, placed_alpha, background), placed_alpha
 
 
 def alpha_over(foreground: torch.Tensor, background: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -10,12 +10,29 @@ torch's cumsum and interpolate, and they do not slow down when other processes b
 (torch's intra-op threads do). Other devices use the torch versions.
 """
 
+import contextlib
 import functools
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run the torch operations inside the block on one thread (the setting is restored after).
+
+    For per-frame work made of many small operations, torch's intra-op threads cost more in
+    synchronisation than they save: on a machine whose cores are busy with other processes the
+    pseudo-alpha ran several times slower with two threads than with one.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _box_sum_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
@@ -197,11 +214,45 @@ def _as_batch_of_images(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, 1, *x.shape[-2:])
 
 
+def _block_means(array: np.ndarray, factor: int) -> np.ndarray:
+    """Means of ``factor x factor`` blocks of an ``[H, W, C <= 4]`` array (OpenCV; rows may be strided). The partial blocks of the last row and column average what they hold."""
+    height, width = array.shape[:2]
+    whole_h, whole_w = height // factor, width // factor
+    out = np.empty((-(-height // factor), -(-width // factor), *array.shape[2:]), array.dtype)
+    if whole_h and whole_w:
+        core = array[: whole_h * factor, : whole_w * factor]
+        # (OpenCV drops a single channel's axis: put it back)
+        out[:whole_h, :whole_w] = cv2.resize(core, (whole_w, whole_h), interpolation=cv2.INTER_AREA).reshape(
+            whole_h, whole_w, *array.shape[2:]
+        )
+
+    def block_means_of_line(line, length):  # means of consecutive runs of `factor` samples of a line
+        starts = np.arange(0, length, factor)
+        sizes = np.diff(np.append(starts, length)).reshape(-1, *[1] * (line.ndim - 1))
+        return np.add.reduceat(line, starts, axis=0) / sizes
+
+    if whole_w < out.shape[1]:  # narrower last column of blocks
+        out[:, -1] = block_means_of_line(array[:, whole_w * factor :].mean(axis=1), height)
+    if whole_h < out.shape[0]:  # shorter last row of blocks (including the corner)
+        out[-1] = block_means_of_line(array[whole_h * factor :].mean(axis=0), width)
+    return out
+
+
 def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     """Average ``factor x factor`` blocks of ``[..., H, W]`` (partial blocks at the edges average what they hold)."""
     if factor <= 1:
         return x
-    out = F.avg_pool2d(_as_batch_of_images(x), factor, ceil_mode=True)
+    images = _as_batch_of_images(x)  # [N, C, H, W]
+    if _on_cpu_as_float(x) and images.shape[1] <= 4:
+        # OpenCV takes channels-last images whose rows may be strided, so a channels-first view of an
+        # IMAGE (or of a crop of one) is read where it lies, not copied.
+        channels_last = images.detach().permute(0, 2, 3, 1)
+        if channels_last.stride(2) != images.shape[1] or channels_last.stride(3) != 1:
+            channels_last = channels_last.contiguous()
+        small = np.stack([_block_means(image.numpy(), factor) for image in channels_last])
+        out = torch.from_numpy(small).permute(0, 3, 1, 2)
+    else:
+        out = F.avg_pool2d(images, factor, ceil_mode=True)
     return out.reshape(*x.shape[:-2], *out.shape[-2:])
 
 
@@ -226,15 +277,46 @@ def enlarge_array(array: np.ndarray, factor: int, size) -> np.ndarray:
     return cv2.resize(array, scaled, interpolation=cv2.INTER_LINEAR)[: size[0], : size[1]]
 
 
+def upsample_at(x: torch.Tensor, factor: int, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """:func:`upsample` of ``x`` ``[C, h, w]``, evaluated only at the pixels ``(ys, xs)``: ``[C, N]``.
+
+    For a few scattered pixels (a thin band) this is much less work than the whole upsampled image.
+    """
+    def corners(index, size):
+        source = ((index.to(x.dtype) + 0.5) / factor - 0.5).clamp(min=0)  # half-pixel centres
+        low = source.floor()
+        return low.long(), (low.long() + 1).clamp(max=size - 1), source - low
+
+    y0, y1, wy = corners(ys, x.shape[-2])
+    x0, x1, wx = corners(xs, x.shape[-1])
+    top = torch.lerp(x[:, y0, x0], x[:, y0, x1], wx)
+    bottom = torch.lerp(x[:, y1, x0], x[:, y1, x1], wx)
+    return torch.lerp(top, bottom, wy)
+
+
+def _small_coefficients(guide, source, radius, eps, subsample):
+    """Guided filter coefficients ``[B, 4, h, w]`` (a then b) computed at ``1 / subsample`` resolution."""
+    small_radius = max(1, round(radius / subsample))
+    a, b = guided_filter_coefficients(downsample(guide, subsample), downsample(source, subsample), small_radius, eps)
+    return torch.cat([a, b[:, None]], dim=1)
+
+
 def fast_guided_filter(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float, subsample: int = 1):
     """Colour guided filter of ``source [B, H, W]`` steered by ``guide [B, 3, H, W]`` (values 0..1).
 
     The coefficients are computed at ``1 / subsample`` resolution and applied at full resolution
     (He & Sun 2015, "Fast Guided Filter"); ``radius`` is in full-resolution pixels.
     """
-    size = guide.shape[-2:]
     subsample = max(1, int(subsample))
-    small_radius = max(1, round(radius / subsample))
-    a, b = guided_filter_coefficients(downsample(guide, subsample), downsample(source, subsample), small_radius, eps)
-    coefficients = upsample(torch.cat([a, b[:, None]], dim=1), subsample, size)
+    coefficients = upsample(_small_coefficients(guide, source, radius, eps, subsample), subsample, guide.shape[-2:])
     return (coefficients[:, :3] * guide).sum(1) + coefficients[:, 3]
+
+
+def fast_guided_filter_at(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float, subsample: int,
+                          ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """:func:`fast_guided_filter` of one image (``guide [3, H, W]``, ``source [H, W]``), evaluated only
+    at the pixels ``(ys, xs)``: ``[N]``."""
+    subsample = max(1, int(subsample))
+    coefficients = _small_coefficients(guide[None], source[None], radius, eps, subsample)[0]
+    coefficients = upsample_at(coefficients, subsample, ys, xs)
+    return (coefficients[:3] * guide[:, ys, xs]).sum(0) + coefficients[3]

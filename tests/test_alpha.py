@@ -236,3 +236,33 @@ def test_frames_where_the_person_is_gone_get_a_zero_alpha_and_streaming_goes_on(
     alpha = torch.cat([maker.process(frames[i : i + 2], mask[i : i + 2]) for i in range(0, 8, 2)])
     assert torch.equal(alpha[2:5], torch.zeros_like(alpha[2:5])), "frames without a person must have alpha 0"
     assert ((alpha[6] > 0) & (alpha[6] < 1)).any(), "the soft edge should come back with the person"
+
+
+def test_filters_sampled_at_band_pixels_equal_the_whole_image_filters():
+    from comfy_harmovid.filters import fast_guided_filter, fast_guided_filter_at, upsample, upsample_at
+
+    generator = torch.Generator().manual_seed(6)
+    guide = torch.rand(3, 40, 50, generator=generator)
+    source = (torch.rand(40, 50, generator=generator) > 0.5).float()
+    ys, xs = torch.nonzero(torch.rand(40, 50, generator=generator) > 0.7, as_tuple=True)
+    whole = fast_guided_filter(guide[None], source[None], 4, 1e-4, 3)[0]
+    at = fast_guided_filter_at(guide, source, 4, 1e-4, 3, ys, xs)
+    assert torch.allclose(at, whole[ys, xs], atol=1e-5), f"differs by up to {(at - whole[ys, xs]).abs().max():.2e}"
+    small = torch.rand(2, 9, 11, generator=generator)
+    whole = upsample(small, 4, (34, 43))
+    ys, xs = torch.nonzero(torch.ones(34, 43), as_tuple=True)
+    assert torch.allclose(upsample_at(small, 4, ys, xs), whole[:, ys, xs], atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, factor", [((2, 3, 37, 45), 4), ((1, 1, 40, 44), 4), ((3, 50, 61), 3), ((1, 6, 20, 21), 3)])
+def test_downsample_averages_blocks_and_partial_edge_blocks(shape, factor):
+    from comfy_harmovid.filters import downsample
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(7))
+    expected = torch.nn.functional.avg_pool2d(x.reshape(-1, *shape[-3:]) if x.ndim == 4 else x[:, None], factor,
+                                              ceil_mode=True).reshape(*shape[:-2], -(-shape[-2] // factor), -1)
+    out = downsample(x, factor)
+    assert torch.allclose(out, expected, atol=1e-6), f"differs by up to {(out - expected).abs().max():.2e}"
+    channels_last_crop = torch.rand(1, 30, 40, 3)[:, 2:27, 5:38].permute(0, 3, 1, 2)  # an IMAGE crop, not copied
+    expected = torch.nn.functional.avg_pool2d(channels_last_crop, factor, ceil_mode=True)
+    assert torch.allclose(downsample(channels_last_crop, factor), expected, atol=1e-6)
