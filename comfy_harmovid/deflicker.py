@@ -93,7 +93,7 @@ class Deflicker:
         strength: float = 1.0,
         *,
         temporal_weight: float = 0.95,
-        anchor_frames: float = 3.5,
+        anchor_frames: float = 1.0,
         work_size: int = 180,
         radius: int = 2,
         regularization: float = 3e-4,
