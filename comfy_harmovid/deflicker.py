@@ -8,10 +8,9 @@ the flow can be trusted. Per frame:
    processing causes is mostly low-frequency (global and local colour, exposure, shadows).
 2. Flow from this frame to the previous one, computed on the *reference* video when there is one
    (motion only: its colours are never used), else on the processed frames' structure (grey minus
-   its regional light, which the flicker leaves alone). Forward-backward
-   occlusion, and whether the guide's band-pass structure matches after warping, give where the
-   previous output can be trusted; a frame where almost nothing can be matched is a shot cut, and
-   the filter starts afresh there.
+   its regional light, which the flicker leaves alone). Forward-backward occlusion, and whether the
+   guide's band-pass structure matches after warping, give where the previous output can be
+   trusted; a frame where almost nothing can be matched is a shot cut, and the filter starts afresh.
 3. Temporal target: ``target = processed + weight * (warped previous output - processed)``,
    with ``weight = history * visible * (foreground in both frames)``. This is a running mean along the
    motion, anchored on the shot's first frame (it counts as ``1 + anchor_frames`` frames, so the early
