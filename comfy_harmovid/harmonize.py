@@ -1,4 +1,8 @@
-"""Per-frame image harmonization ("HarmoIm"): the built-in, weights-free statistics method.
+"""Per-frame image harmonization ("HarmoIm"): the weights-free statistics method and the learned one.
+
+The learned method (``LearnedHarmonizer``, network and training in ``comfy_harmovid.harmoim``) predicts a
+luminance-banded colour transform per frame from the composite and alpha, smooths it over time and
+applies it through the alpha; it needs the weights file the pack ships (or one you trained).
 
 The statistics method moves the person part of the way toward the background's light, and only as far
 as the evidence supports:
@@ -24,6 +28,7 @@ import torch
 
 from .color import lab_to_rgb, rgb_to_lab
 from .errors import HarmoVidError
+from .filters import bounding_slices
 from .progress import ProgressCallback, report
 from .validate import (
     check_frames,
@@ -34,7 +39,7 @@ from .validate import (
     check_strength,
 )
 
-METHODS = ("statistics",)
+METHODS = ("statistics", "learned")
 
 STATS_SIZE = 128  # short side (pixels) the statistics are measured at
 STATS_PIXELS = 8192  # at most this many pixels per region enter the statistics
@@ -198,6 +203,76 @@ class StatisticsHarmonizer:
         return torch.linalg.solve(design.T @ design + ridge, design.T @ target_rgb + ridge @ identity)
 
 
+class LearnedHarmonizer:
+    """Streaming learned harmonization: feed consecutive chunks to :meth:`process`.
+
+    ``weights``: a weights file, a loaded ``HarmoImNet``, or None for the default weights. The predicted
+    colour maps are smoothed over time (``temporal_smoothing`` = weight of the history) so that they do
+    not flicker. The scene's light is read from the composite itself: a background plate is not needed.
+    """
+
+    def __init__(self, strength: float = 1.0, *, weights=None, temporal_smoothing: float = 0.7):
+        from .harmoim import HarmoImNet, load_harmoim
+
+        self.strength = check_strength(strength)
+        if not 0.0 <= temporal_smoothing < 1.0:
+            raise HarmoVidError(f"temporal_smoothing must be in [0, 1), got {temporal_smoothing}.")
+        self.temporal_smoothing = temporal_smoothing
+        self.net = weights if isinstance(weights, HarmoImNet) else load_harmoim(weights)
+        self._maps = None  # smoothed [K, 4, 3] colour maps of the previous frame
+
+    def process(self, composite_chunk, alpha_chunk, background_chunk=None) -> torch.Tensor:
+        """Harmonize the next ``[T, H, W, 3]`` composite frames given their alpha ``[T, H, W]``."""
+        from .harmoim.network import network_inputs
+        from .harmoim.transform import apply_through_alpha
+
+        composite = check_frames(composite_chunk, "composite")
+        alpha = check_mask(alpha_chunk, "alpha")
+        check_same_size(composite, alpha, "composite", "alpha")
+        check_same_length(composite, alpha, "composite", "alpha")
+        device = next(self.net.parameters()).device
+        with torch.inference_mode():
+            small = network_inputs(composite.to(device, torch.float32), alpha.to(device, torch.float32),
+                                   self.net.config.input_size)
+            maps = self.net.predict_maps(*small).cpu()  # [T, K, 4, 3]
+        out = composite.detach().to("cpu", torch.float32).clone()
+        cpu_alpha = alpha.detach().to("cpu", torch.float32)
+        for t in range(out.shape[0]):
+            if self._maps is None:
+                self._maps = maps[t]
+            else:
+                self._maps = self.temporal_smoothing * self._maps + (1 - self.temporal_smoothing) * maps[t]
+            # Only the person's bounding box can change.
+            rows, cols = bounding_slices(cpu_alpha[t], margin=0)
+            if self.strength == 0.0 or rows.stop == rows.start:
+                continue
+            out[t, rows, cols] = apply_through_alpha(
+                out[t : t + 1, rows, cols], cpu_alpha[t : t + 1, rows, cols], self._maps[None], self.strength
+            )[0]
+        return out.to(composite.device)
+
+
+def available_methods() -> list:
+    """The methods that can run here: "learned" only when its default weights are present."""
+    from .harmoim.weights import default_weights_path
+
+    return [name for name in METHODS if name != "learned" or default_weights_path() is not None]
+
+
+def default_method() -> str:
+    """"learned" when its weights are present, else "statistics"."""
+    return "learned" if "learned" in available_methods() else "statistics"
+
+
+def make_harmonizer(method: str = "statistics", strength: float = 1.0, *, weights=None):
+    """The streaming harmonizer of ``method`` ("statistics" or "learned"); ``weights`` only for "learned"."""
+    if method not in METHODS:
+        raise HarmoVidError(f"unknown harmonization method {method!r}; choose one of: {', '.join(METHODS)}.")
+    if method == "learned":
+        return LearnedHarmonizer(strength, weights=weights)
+    return StatisticsHarmonizer(strength)
+
+
 def harmonize_frames(
     composite: torch.Tensor,
     alpha: torch.Tensor,
@@ -205,6 +280,7 @@ def harmonize_frames(
     *,
     method: str = "statistics",
     strength: float = 1.0,
+    weights=None,
     progress: ProgressCallback = None,
     chunk_frames: int = 16,
 ) -> torch.Tensor:
@@ -212,10 +288,10 @@ def harmonize_frames(
 
     ``alpha`` ``[T, H, W]`` (1 = person) says where the person is; ``background`` (optional, same size)
     is the clean background plate, else the composite outside the alpha is used. ``strength`` 0..1.
+    ``method`` "learned" uses ``weights`` (a file or loaded ``HarmoImNet``; None = the default weights).
     Returns ``[T, H, W, 3]``; pixels with alpha 0 are unchanged.
     """
-    if method not in METHODS:
-        raise HarmoVidError(f"unknown harmonization method {method!r}; choose one of: {', '.join(METHODS)}.")
+    harmonizer = make_harmonizer(method, strength, weights=weights)
     composite = check_frames(composite, "composite")
     alpha = check_mask(alpha, "alpha")
     check_same_length(composite, alpha, "composite", "alpha")
@@ -223,7 +299,6 @@ def harmonize_frames(
     if background is not None:
         background = check_frames(background, "background")
         check_same_length(composite, background, "composite", "background")
-    harmonizer = StatisticsHarmonizer(strength)
     total = composite.shape[0]
     outputs = []
     for start in range(0, total, chunk_frames):

@@ -71,7 +71,7 @@ def _our_harmonize_methods() -> List[str]:
         module = importlib.import_module("comfy_harmovid.harmonize")
     except ImportError:
         return []
-    for attribute in ("METHODS", "HARMONIZE_METHODS", "available_methods"):
+    for attribute in ("available_methods", "METHODS"):
         names = getattr(module, attribute, None)
         if names is not None:
             names = names() if callable(names) else names

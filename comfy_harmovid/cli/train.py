@@ -1,10 +1,16 @@
-"""``harmovid train vae|deflicker|harmovid``: fit the tiny VAE, train stage 2 and stage 3.
+"""``harmovid train vae|deflicker|harmovid|harmoim``: fit the tiny VAE, train stage 2 and stage 3, and
+train the learned per-frame HarmoIm (CPU, minutes).
 
 Runs on one process as is, and on many GPUs or nodes under ``accelerate launch -m comfy_harmovid train ...``.
 """
 
 import json
 import sys
+from pathlib import Path
+
+from ..errors import HarmoVidError
+
+HARMOIM_CONFIG = Path(__file__).resolve().parents[1] / "harmoim" / "configs" / "harmoim-v1.yaml"
 
 
 def _print_record(record: dict) -> None:
@@ -61,8 +67,38 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+def _run_harmoim(args) -> int:
+    from pathlib import Path
+
+    from ..harmoim.training import HarmoImTrainConfig, build_pool, train_harmoim
+    from ..harmoim.weights import save_harmoim
+    from ..train.data import read_manifest
+    from .common import progress_bar
+
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:  # checked before minutes of training, not after
+        raise HarmoVidError(f"{output} already exists; choose another name or pass --overwrite.")
+    config = HarmoImTrainConfig.from_file(args.config)
+    if args.steps is not None:
+        config.steps = args.steps
+    if args.seed is not None:
+        config.seed = args.seed
+    if args.threads:
+        config.threads = args.threads
+    manifest = read_manifest(args.manifest)
+    with progress_bar("sampling and masking clips", unit="clip") as progress:
+        pool = build_pool(manifest.role("portrait"), config.frames_per_clip, config.pool_size, progress)
+    with progress_bar("training HarmoIm", unit="step") as progress:
+        net, record = train_harmoim(config, pool, manifest.luts, log=_print_record, progress=progress)
+    record["manifest"] = Path(args.manifest).name
+    print(save_harmoim(net, output, record, overwrite=args.overwrite))
+    return 0
+
+
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train the tiny VAE, the deflicker model (stage 2) or HarmoVid (stage 3)")
+    parser = subparsers.add_parser(
+        "train", help="train the tiny VAE, the deflicker model (stage 2), HarmoVid (stage 3) or the learned HarmoIm"
+    )
     commands = parser.add_subparsers(dest="train_command", metavar="STAGE")
     commands.required = True
 
@@ -77,6 +113,17 @@ def register(subparsers) -> None:
     vae.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     vae.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     vae.set_defaults(func=_run_vae)
+
+    harmoim = commands.add_parser("harmoim", help="train the learned per-frame HarmoIm on portrait footage (CPU)")
+    harmoim.add_argument("--manifest", required=True, help="data manifest: portrait clips and LUTs (docs/training.md)")
+    harmoim.add_argument("--config", default=str(HARMOIM_CONFIG),
+                         help="training settings (YAML; default: the config of the shipped weights)")
+    harmoim.add_argument("-o", "--output", required=True, help="weights file to write (.safetensors)")
+    harmoim.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    harmoim.add_argument("--steps", type=int, help="optimizer steps (overrides the config's)")
+    harmoim.add_argument("--seed", type=int, help="random seed (overrides the config's)")
+    harmoim.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    harmoim.set_defaults(func=_run_harmoim)
 
     evaluate = commands.add_parser("evaluate", help="fPSNR of HarmoVid checkpoints on held-out LUT pairs")
     evaluate.add_argument("--model", nargs="+", required=True, metavar="NAME=PATH", help="transformer checkpoints")

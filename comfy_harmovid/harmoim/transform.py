@@ -1,0 +1,69 @@
+"""The colour transform the learned HarmoIm predicts: luminance-banded affine colour maps.
+
+A frame's colours ``x`` (sRGB, 0..1) are mapped by ``K`` affine maps ``M_k`` (3x3 matrix + offset), one
+per luminance band, blended by hat functions of the pixel's luma ``Y``::
+
+    y = sum_k  w_k(Y) * (A_k x + b_k),      w_k(Y) = max(0, 1 - |Y (K - 1) - k|)
+
+so shadows, midtones and highlights can each get their own colour matrix (split toning, tone curves,
+white balance, exposure, saturation: what colour grades do), while the map stays smooth in colour and
+identical for every pixel of a colour. It changes light, never content, and costs one small matmul per
+pixel at any resolution.
+
+The network's raw outputs are bounded here (``tanh``) so that no prediction can wreck a frame, and a
+gate in 0..1 (the network's confidence that the subject needs correcting) scales the whole change.
+"""
+
+import torch
+
+# BT.601 luma, as comfy_harmovid.flow.GREY_WEIGHTS (kept as a tensor constant here).
+LUMA = torch.tensor([0.299, 0.587, 0.114])
+
+MAX_MATRIX_CHANGE = 0.6  # largest change of any colour-matrix entry from the identity
+MAX_OFFSET = 0.35  # largest offset, in 0..1 colour units
+
+
+def parameter_count(bands: int) -> int:
+    """Raw outputs the network predicts: 12 per band (3x3 matrix + offset) and one gate."""
+    return 12 * bands + 1
+
+
+def bounded_maps(raw: torch.Tensor, bands: int) -> torch.Tensor:
+    """Raw network outputs ``[B, 12 K + 1]`` -> gated affine maps ``[B, K, 4, 3]`` (rows: R, G, B, 1).
+
+    The map is ``identity + gate * bounded change``; a gate of 0 is exactly the identity.
+    """
+    batch = raw.shape[0]
+    change = raw[:, : 12 * bands].view(batch, bands, 4, 3).tanh()
+    scale = raw.new_tensor([MAX_MATRIX_CHANGE] * 3 + [MAX_OFFSET]).view(1, 1, 4, 1)
+    gate = torch.sigmoid(raw[:, 12 * bands :]).view(batch, 1, 1, 1)
+    identity = torch.cat([torch.eye(3, dtype=raw.dtype, device=raw.device), raw.new_zeros(1, 3)])
+    return identity + gate * scale * change
+
+
+def band_weights(luma: torch.Tensor, bands: int) -> torch.Tensor:
+    """Hat-function weights ``[..., K]`` of luma values ``[...]`` (they sum to 1)."""
+    centres = torch.arange(bands, dtype=luma.dtype, device=luma.device)
+    position = luma.clamp(0.0, 1.0).unsqueeze(-1) * (bands - 1)
+    return (1.0 - (position - centres).abs()).clamp(min=0.0)
+
+
+def apply_maps(pixels: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Map colours ``[B, N, 3]`` through per-image banded maps ``[B, K, 4, 3]`` -> ``[B, N, 3]`` (not clamped)."""
+    batch, count, _ = pixels.shape
+    bands = maps.shape[1]
+    weights = band_weights(pixels @ LUMA.to(pixels), bands)  # [B, N, K]
+    # Every band's affine map at once: [B, N, 3] x [B, 3, K*3] + offsets -> [B, N, K, 3].
+    matrices = maps[:, :, :3, :].permute(0, 2, 1, 3).reshape(batch, 3, bands * 3)
+    offsets = maps[:, :, 3, :].reshape(batch, 1, bands * 3)
+    mapped = torch.baddbmm(offsets, pixels, matrices).view(batch, count, bands, 3)
+    return (mapped * weights.unsqueeze(-1)).sum(dim=2)
+
+
+def apply_through_alpha(frames: torch.Tensor, alpha: torch.Tensor, maps: torch.Tensor, strength: float = 1.0):
+    """Harmonized frames: ``frames`` ``[B, H, W, 3]`` mapped by ``maps`` ``[B, K, 4, 3]``, clamped to 0..1,
+    mixed in through ``strength * alpha`` ``[B, H, W]`` (where alpha is 0 the frame is unchanged)."""
+    batch, height, width, _ = frames.shape
+    mapped = apply_maps(frames.reshape(batch, -1, 3), maps).view(frames.shape).clamp(0.0, 1.0)
+    weight = (strength * alpha).unsqueeze(-1)
+    return frames + weight * (mapped - frames)

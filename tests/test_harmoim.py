@@ -1,0 +1,190 @@
+"""The learned HarmoIm: transform, network, weights files, training and the harmonizer, on tiny models."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from comfy_harmovid.cli import main as harmovid
+from comfy_harmovid.color import identity_lut
+from comfy_harmovid.errors import HarmoVidError
+from comfy_harmovid.harmoim import HarmoImConfig, HarmoImNet, load_harmoim, save_harmoim
+from comfy_harmovid.harmoim.grades import GradeOptions, random_grades
+from comfy_harmovid.harmoim.training import FramePool, HarmoImTrainConfig, train_harmoim, training_step
+from comfy_harmovid.harmoim.transform import apply_through_alpha, bounded_maps, parameter_count
+from comfy_harmovid.harmoim.weights import training_record
+from comfy_harmovid.harmonize import LearnedHarmonizer, harmonize_frames
+from comfy_harmovid.io import write_video
+
+from conftest import make_portrait_clip
+
+TINY = HarmoImConfig(input_size=32, bands=3, widths=(8, 16), hidden=32)
+
+
+def tiny_net(seed: int = 0, randomize_head: bool = True) -> HarmoImNet:
+    """A tiny network; its last layer (zero at init, i.e. the identity) is randomized to make it act."""
+    torch.manual_seed(seed)
+    net = HarmoImNet(TINY)
+    if randomize_head:
+        torch.nn.init.normal_(net.head[-1].weight, std=0.5)
+        torch.nn.init.normal_(net.head[-1].bias, std=0.5)
+    return net.eval()
+
+
+def test_zero_parameters_are_the_identity_and_any_parameters_stay_in_range():
+    frames = torch.rand(2, 9, 11, 3)
+    alpha = torch.ones(2, 9, 11)
+    identity = bounded_maps(torch.zeros(2, parameter_count(4)), 4)
+    assert torch.allclose(apply_through_alpha(frames, alpha, identity), frames, atol=1e-6), "zero params changed colours"
+    wild = bounded_maps(torch.full((2, parameter_count(4)), 1e4), 4)
+    out = apply_through_alpha(frames, alpha, wild)
+    assert out.min() >= 0 and out.max() <= 1, "bounded maps left the 0..1 range"
+    assert (wild - identity).abs().max() <= 0.6 + 1e-6, "a map entry moved further than its bound"
+
+
+def test_transform_changes_nothing_where_alpha_is_zero():
+    frames = torch.rand(1, 8, 8, 3)
+    alpha = torch.zeros(1, 8, 8)
+    alpha[:, 2:6, 2:6] = 1
+    maps = bounded_maps(torch.randn(1, parameter_count(3)) * 3, 3)
+    out = apply_through_alpha(frames, alpha, maps)
+    assert torch.equal(out[alpha == 0], frames[alpha == 0]), "pixels outside the alpha changed"
+    assert not torch.allclose(out[alpha == 1], frames[alpha == 1]), "the person was not changed at all"
+
+
+def test_untrained_network_is_the_identity():
+    clip, mask, _ = make_portrait_clip(frames=3, height=40, width=56)
+    out = harmonize_frames(clip, mask, method="learned", weights=HarmoImNet(TINY))
+    assert torch.allclose(out, clip, atol=1e-6), "a freshly initialised network changed the frames"
+
+
+@pytest.mark.parametrize("size", [(37, 53), (96, 160), (161, 90)])
+def test_learned_harmonizer_runs_at_any_resolution_and_keeps_shape_and_dtype(size):
+    clip, mask, _ = make_portrait_clip(frames=3, height=size[0], width=size[1])
+    out = harmonize_frames(clip.double(), mask, method="learned", weights=tiny_net())
+    assert out.shape == clip.shape and out.dtype == torch.float32
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    assert (out - clip).abs()[mask > 0.5].mean() > 1e-3, "the randomized network did not change the person"
+    assert torch.equal(out[mask == 0], clip[mask == 0].float()), "the background changed"
+
+
+def test_learned_harmonizer_strength_zero_and_smoothing():
+    clip, mask, _ = make_portrait_clip(frames=6, height=40, width=56)
+    net = tiny_net()
+    assert torch.equal(harmonize_frames(clip, mask, method="learned", weights=net, strength=0.0), clip)
+    # A still clip: the per-frame prediction is the same every frame, so the output must not drift.
+    still = clip[:1].expand(6, -1, -1, -1).contiguous()
+    out = LearnedHarmonizer(weights=net).process(still, mask[:1].expand(6, -1, -1))
+    assert (out - out[0]).abs().max() < 1e-5, "a still clip flickered"
+
+
+def test_chunked_learned_harmonization_matches_one_pass():
+    clip, mask, _ = make_portrait_clip(frames=7, height=40, width=56)
+    net = tiny_net()
+    whole = harmonize_frames(clip, mask, method="learned", weights=net, chunk_frames=7)
+    chunked = harmonize_frames(clip, mask, method="learned", weights=net, chunk_frames=2)
+    assert torch.allclose(whole, chunked, atol=1e-6), "chunking changed the temporal smoothing"
+
+
+def test_weights_round_trip_and_record(tmp_path):
+    net = tiny_net()
+    path = save_harmoim(net, tmp_path / "h.safetensors", {"steps": 3})
+    loaded = load_harmoim(path)
+    composite, alpha = torch.rand(2, 3, 32, 32), torch.rand(2, 1, 32, 32)
+    assert torch.equal(loaded(composite, alpha), net(composite, alpha)), "loaded weights predict differently"
+    assert loaded.config == TINY and training_record(path) == {"steps": 3}
+    with pytest.raises(HarmoVidError, match="already exists"):
+        save_harmoim(net, path)
+
+
+def test_corrupt_or_mismatched_weights_give_clear_errors(tmp_path):
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not a header at all")
+    with pytest.raises(HarmoVidError, match="not a readable safetensors file"):
+        load_harmoim(corrupt)
+    # Weights of one size under the config of another.
+    from safetensors.torch import load_file, save_file
+
+    path = save_harmoim(tiny_net(), tmp_path / "h.safetensors")
+    other = HarmoImConfig(input_size=32, bands=3, widths=(8, 24), hidden=32)
+    save_file(load_file(str(path)), str(tmp_path / "mismatch.safetensors"),
+              metadata={"harmoim_config": other.to_json()})
+    with pytest.raises(HarmoVidError, match="wrong shape"):
+        load_harmoim(tmp_path / "mismatch.safetensors")
+    save_file(load_file(str(path)), str(tmp_path / "noconfig.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(HarmoVidError, match="not a learned HarmoIm weights file"):
+        load_harmoim(tmp_path / "noconfig.safetensors")
+
+
+def test_missing_default_weights_name_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setattr("comfy_harmovid.harmoim.weights.weights_folders", lambda: [tmp_path])
+    with pytest.raises(HarmoVidError, match="harmovid train harmoim"):
+        load_harmoim()
+    from comfy_harmovid.harmonize import available_methods, default_method
+
+    assert "learned" not in available_methods() and default_method() == "statistics"
+
+
+def test_grades_are_seeded_in_range_and_can_be_switched_off():
+    images = torch.rand(6, 16, 16, 3)
+    luts = [identity_lut(5)]
+    first = random_grades(images, luts, torch.Generator().manual_seed(3))
+    again = random_grades(images, luts, torch.Generator().manual_seed(3))
+    assert torch.equal(first, again), "the same seed gave different grades"
+    assert first.min() >= 0 and first.max() <= 1 and not torch.equal(first, images)
+    none = random_grades(images, luts, torch.Generator().manual_seed(3), GradeOptions(ungraded=1.0))
+    assert torch.equal(none, images)
+
+
+def synthetic_pool(count: int = 12, size: int = 40) -> FramePool:
+    clip, mask, _ = make_portrait_clip(frames=count, height=size, width=size)
+    return FramePool(clip, mask, ["synthetic"] * count)
+
+
+def test_training_steps_lower_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    net = HarmoImNet(TINY)
+    pool = synthetic_pool()
+    frames, alpha = pool.frames[:8, :32, :32], pool.alpha[:8, :32, :32]
+    config = HarmoImTrainConfig(network=TINY, scene_grade=0.0, grades=GradeOptions(ungraded=0.0, mild=0.0))
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+
+    def loss_now():
+        return training_step(net, frames, alpha, [], config, torch.Generator().manual_seed(5))
+
+    start = loss_now().item()
+    for _ in range(25):
+        loss = loss_now()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss_now().item() < start - 0.3, f"25 steps on one batch did not lower the loss ({start:.3f})"
+
+
+def test_training_is_reproducible():
+    config = HarmoImTrainConfig(network=TINY, steps=3, batch_size=4, warmup_steps=1, pool_size=40)
+    first, record = train_harmoim(config, synthetic_pool())
+    second, _ = train_harmoim(config, synthetic_pool())
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), f"{name} differs between two runs with the same seed"
+    assert record["clips"] == ["synthetic"] and record["config"]["steps"] == 3
+
+
+def test_train_harmoim_command_writes_loadable_weights(tmp_path):
+    clip, mask, _ = make_portrait_clip(frames=6, height=48, width=64)
+    write_video(tmp_path / "person.mkv", clip, 10)
+    write_video(tmp_path / "person_mask.mkv", mask, 10)
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(
+        {"clips": [{"path": "person.mkv", "role": "portrait", "mask": "person_mask.mkv"}]}))
+    settings = {"network": {"input_size": 32, "bands": 3, "widths": [8, 16], "hidden": 32},
+                "frames_per_clip": 4, "pool_size": 40, "steps": 2, "batch_size": 2, "warmup_steps": 1}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(settings))
+    output = tmp_path / "out.safetensors"
+    args = ["train", "harmoim", "--manifest", str(tmp_path / "manifest.yaml"), "--config",
+            str(tmp_path / "config.yaml"), "-o", str(output)]
+    assert harmovid(args) == 0
+    net = load_harmoim(output)
+    assert net.config.widths == (8, 16)
+    assert json.loads(json.dumps(training_record(output)))["frames"] == 4
+    assert harmovid(args) != 0, "an existing weights file was overwritten without --overwrite"
