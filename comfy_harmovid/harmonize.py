@@ -264,11 +264,19 @@ def default_method() -> str:
     return "learned" if "learned" in available_methods() else "statistics"
 
 
-def make_harmonizer(method: str = "statistics", strength: float = 1.0, *, weights=None):
-    """The streaming harmonizer of ``method`` ("statistics" or "learned"); ``weights`` only for "learned"."""
+def resolve_method(method: str, weights=None) -> str:
+    """``method`` with "auto" replaced: "learned" when weights are given or the default ones exist, else
+    "statistics"."""
+    if method == "auto":
+        return "learned" if weights is not None else default_method()
     if method not in METHODS:
-        raise HarmoVidError(f"unknown harmonization method {method!r}; choose one of: {', '.join(METHODS)}.")
-    if method == "learned":
+        raise HarmoVidError(f"unknown harmonization method {method!r}; choose auto or one of: {', '.join(METHODS)}.")
+    return method
+
+
+def make_harmonizer(method: str = "statistics", strength: float = 1.0, *, weights=None):
+    """The streaming harmonizer of ``method`` ("statistics", "learned" or "auto"); ``weights`` only for "learned"."""
+    if resolve_method(method, weights) == "learned":
         return LearnedHarmonizer(strength, weights=weights)
     return StatisticsHarmonizer(strength)
 
@@ -288,7 +296,8 @@ def harmonize_frames(
 
     ``alpha`` ``[T, H, W]`` (1 = person) says where the person is; ``background`` (optional, same size)
     is the clean background plate, else the composite outside the alpha is used. ``strength`` 0..1.
-    ``method`` "learned" uses ``weights`` (a file or loaded ``HarmoImNet``; None = the default weights).
+    ``method`` "learned" uses ``weights`` (a file or loaded ``HarmoImNet``; None = the default weights);
+    "auto" is "learned" when there are weights, else "statistics".
     Returns ``[T, H, W, 3]``; pixels with alpha 0 are unchanged.
     """
     harmonizer = make_harmonizer(method, strength, weights=weights)

@@ -19,7 +19,7 @@ from .alpha import PseudoAlpha
 from .composite import Placement, composite_chunk, frame_schedule
 from .deflicker import Deflicker
 from .errors import HarmoVidError
-from .harmonize import StatisticsHarmonizer
+from .harmonize import METHODS as HARMONIZE_METHODS, make_harmonizer
 from .io import VideoWriter, iter_frame_arrays, probe_video, stack_frames
 from .progress import ProgressCallback, report
 from .segment import PortraitSegmenter
@@ -52,9 +52,11 @@ class HarmonizeSettings:
     anchor: str = "bottom-center"
     length_policy: str = "shortest"
     decontaminate: bool = True
-    # HarmoIm ("statistics", or "none" to skip) and Lighting Deflicker (strength 0 skips it).
-    harmonize_method: str = "statistics"
+    # HarmoIm ("auto": learned when its weights are present, else statistics; "none" skips it) and
+    # Lighting Deflicker (strength 0 skips it).
+    harmonize_method: str = "auto"
     harmonize_strength: float = 1.0
+    harmoim_weights: Optional[str] = None  # learned HarmoIm weights file (None: the default weights)
     deflicker_strength: float = 1.0
     # Frames processed at once; None picks them from CHUNK_PIXELS, so memory is the same at any resolution.
     chunk_frames: Optional[int] = None
@@ -135,10 +137,9 @@ class _StageClock:
 
 
 def _check_settings(settings: HarmonizeSettings, audio: str) -> None:
-    if settings.harmonize_method not in ("statistics", "none"):
-        raise HarmoVidError(
-            f"harmonize_method must be 'statistics' or 'none', got {settings.harmonize_method!r}."
-        )
+    choices = ("auto",) + HARMONIZE_METHODS + ("none",)
+    if settings.harmonize_method not in choices:
+        raise HarmoVidError(f"harmonize_method must be one of {', '.join(choices)}, got {settings.harmonize_method!r}.")
     if audio not in AUDIO_SOURCES:
         raise HarmoVidError(f"audio must be one of {', '.join(AUDIO_SOURCES)}, got {audio!r}.")
     if settings.chunk_frames is not None and settings.chunk_frames < 1:
@@ -205,7 +206,10 @@ def harmonize_video(
     )
     if not placement.visible:
         raise HarmoVidError("The foreground is placed entirely outside the background; bring x/y back toward 0.")
-    harmonizer = StatisticsHarmonizer(settings.harmonize_strength) if settings.harmonize_method != "none" else None
+    harmonizer = None
+    if settings.harmonize_method != "none":
+        harmonizer = make_harmonizer(settings.harmonize_method, settings.harmonize_strength,
+                                     weights=settings.harmoim_weights)
     deflicker = Deflicker(settings.deflicker_strength) if settings.deflicker_strength > 0 else None
     audio_info = {"foreground": fg_info, "background": bg_info, "none": None}[audio]
     audio_from = audio_info.path if audio_info is not None and audio_info.has_audio else None

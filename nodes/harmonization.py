@@ -8,16 +8,19 @@ from . import comfy_adapter
 # Frames per engine step: the progress bar ticks (and Cancel is checked) once per chunk.
 CHUNK_FRAMES = 16
 
+DEFAULT_WEIGHTS = "default"
+
 STRENGTH_OPTIONS = {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05}
 
 
 class HarmoVidHarmoImFrames:
     DESCRIPTION = (
-        "Per-frame harmonization of a composite: moves the person's colour cast, exposure and contrast part "
-        "of the way toward the background's light, estimated robustly and only as far as the evidence "
-        "supports (it holds back when the measurements disagree), applied through the soft alpha. Pixels "
-        "outside the alpha are never changed. The correction is smoothed over time; follow with Lighting "
-        "Deflicker for the rest."
+        "Per-frame harmonization of a composite toward the scene's light, applied through the soft alpha "
+        "(pixels outside it never change) and smoothed over time; follow with Lighting Deflicker for the rest. "
+        "learned: a small network shipped with the pack (models/harmoim) predicts a colour transform per frame "
+        "(colour matrices for shadows, midtones and highlights). statistics: weights-free; moves the person's "
+        "colour cast, exposure and contrast part of the way toward the background, only as far as the evidence "
+        "supports. auto: learned when its weights are there, else statistics."
     )
     CATEGORY = "HarmoVid"
     FUNCTION = "harmonize"
@@ -38,8 +41,9 @@ class HarmoVidHarmoImFrames:
                     },
                 ),
                 "method": (
-                    list(METHODS),
-                    {"default": METHODS[0], "tooltip": "statistics: the built-in, weights-free method."},
+                    ["auto"] + list(METHODS),
+                    {"default": "auto", "tooltip": "auto: learned when its weights are present, else statistics. "
+                     "learned: the shipped network (or the weights chosen below). statistics: weights-free."},
                 ),
                 "strength": (
                     "FLOAT",
@@ -50,20 +54,27 @@ class HarmoVidHarmoImFrames:
                 "background": (
                     "IMAGE",
                     {
-                        "tooltip": "The clean background frames (Composite's background output). Without it the "
-                        "composite outside the alpha is used as the background's light."
+                        "tooltip": "The clean background frames (Composite's background output), for the statistics "
+                        "method. Without it the composite outside the alpha is used as the background's light."
                     },
+                ),
+                "weights": (
+                    [DEFAULT_WEIGHTS] + comfy_adapter.list_models("harmoim"),
+                    {"default": DEFAULT_WEIGHTS, "tooltip": "Learned HarmoIm weights from models/harmoim (train your "
+                     "own with `harmovid train harmoim`); default: the weights shipped with the pack."},
                 ),
             },
         }
 
-    def harmonize(self, composite, alpha, method, strength, background=None):
+    def harmonize(self, composite, alpha, method, strength, background=None, weights=DEFAULT_WEIGHTS):
+        path = None if weights == DEFAULT_WEIGHTS else comfy_adapter.resolve_model_path("harmoim", weights)
         out = harmonize_frames(
             composite,
             alpha,
             background,
             method=method,
             strength=float(strength),
+            weights=path,
             progress=comfy_adapter.progress(),
             chunk_frames=CHUNK_FRAMES,
         )

@@ -188,3 +188,30 @@ def test_train_harmoim_command_writes_loadable_weights(tmp_path):
     assert net.config.widths == (8, 16)
     assert json.loads(json.dumps(training_record(output)))["frames"] == 4
     assert harmovid(args) != 0, "an existing weights file was overwritten without --overwrite"
+
+
+def test_node_and_command_use_chosen_learned_weights(tmp_path, monkeypatch):
+    from nodes.harmonization import HarmoVidHarmoImFrames
+
+    (tmp_path / "harmoim").mkdir()
+    net = tiny_net()
+    save_harmoim(net, tmp_path / "harmoim" / "mine.safetensors")
+    monkeypatch.setenv("HARMOVID_MODELS_DIR", str(tmp_path))
+    clip, mask, _ = make_portrait_clip(frames=3, height=40, width=56)
+    expected = harmonize_frames(clip, mask, method="learned", weights=net)
+    assert "mine.safetensors" in HarmoVidHarmoImFrames.INPUT_TYPES()["optional"]["weights"][0]
+    (out,) = HarmoVidHarmoImFrames().harmonize(clip, mask, "learned", 1.0, weights="mine.safetensors")
+    assert torch.allclose(out, expected, atol=1e-6), "the node did not use the chosen weights"
+    (auto,) = HarmoVidHarmoImFrames().harmonize(clip, mask, "auto", 1.0, weights="mine.safetensors")
+    assert torch.allclose(auto, expected, atol=1e-6), "auto with chosen weights did not run the learned method"
+
+    write_video(tmp_path / "composite.mkv", clip, 10)
+    write_video(tmp_path / "mask.mkv", mask, 10)
+    output = tmp_path / "out.mkv"
+    assert harmovid(["harmonize-frames", "--composite", str(tmp_path / "composite.mkv"), "--mask",
+                     str(tmp_path / "mask.mkv"), "--method", "learned", "--weights",
+                     str(tmp_path / "harmoim" / "mine.safetensors"), "-o", str(output)]) == 0
+    from comfy_harmovid.io import read_video
+
+    written = read_video(output).frames
+    assert (written - expected).abs().max() < 2 / 255, "harmonize-frames --method learned differs from the engine"

@@ -7,7 +7,7 @@ classes the library offers, so a step can be run and scored on its own. Inputs a
 
 from ..deflicker import Deflicker
 from ..errors import HarmoVidError
-from ..harmonize import METHODS, StatisticsHarmonizer
+from ..harmonize import METHODS, make_harmonizer
 from ..io import VideoWriter, iter_mask_chunks, iter_video_chunks, probe_video
 from ..validate import check_strength
 from .common import add_output_arguments, progress_bar
@@ -52,9 +52,9 @@ def _stream(args, main_path, step, companions) -> int:
 
 
 def _harmonize_frames(args) -> int:
-    if args.method not in METHODS:
-        raise HarmoVidError(f"--method {args.method!r} is unknown; choose one of: {', '.join(METHODS)}.")
-    harmonizer = StatisticsHarmonizer(check_strength(args.strength, "--strength"))
+    if args.method not in ("auto",) + METHODS:
+        raise HarmoVidError(f"--method {args.method!r} is unknown; choose auto or one of: {', '.join(METHODS)}.")
+    harmonizer = make_harmonizer(args.method, check_strength(args.strength, "--strength"), weights=args.weights)
     info = probe_video(args.composite)
     companions = [
         _companion_chunks(args.mask, "--mask", info, mask=True),
@@ -87,7 +87,9 @@ def register(subparsers) -> None:
     harmonize.add_argument("--composite", required=True, help="composite video or PNG folder")
     harmonize.add_argument("--mask", required=True, help="alpha or mask of the person (white = person)")
     harmonize.add_argument("--background", default=None, help="clean background plate (optional)")
-    harmonize.add_argument("--method", default=METHODS[0], help=f"one of: {', '.join(METHODS)}")
+    harmonize.add_argument("--method", default="auto",
+                           help=f"auto (default: learned when its weights are present, else statistics), {', '.join(METHODS)}")
+    harmonize.add_argument("--weights", default=None, help="learned HarmoIm weights file (default: the shipped ones)")
     _add_output(harmonize)
     harmonize.set_defaults(func=_harmonize_frames)
 

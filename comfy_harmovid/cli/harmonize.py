@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..composite import ANCHORS, LENGTH_POLICIES
 from ..errors import HarmoVidError
+from ..harmonize import METHODS as HARMONIZE_METHODS
 from ..pipeline import AUDIO_SOURCES, HarmonizeSettings, harmonize_video
 from ..samples import sample_path
 from .common import add_output_arguments, progress_bar
@@ -26,7 +27,10 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--anchor", choices=sorted(ANCHORS), default=defaults.anchor)
     group.add_argument("--length-policy", choices=LENGTH_POLICIES, default=defaults.length_policy, help="when the clips differ in length")
     group.add_argument("--no-decontaminate", dest="decontaminate", action="store_false", help="keep the foreground's edge colours as they are")
-    group.add_argument("--harmonize-method", choices=("statistics", "none"), default=defaults.harmonize_method)
+    group.add_argument("--harmonize-method", choices=("auto",) + HARMONIZE_METHODS + ("none",),
+                       default=defaults.harmonize_method,
+                       help="auto (default): learned when its weights are present, else statistics; none skips it")
+    group.add_argument("--harmoim-weights", default=None, help="learned HarmoIm weights file (default: the shipped ones)")
     group.add_argument("--harmonize-strength", type=float, default=defaults.harmonize_strength, help="0..1")
     group.add_argument("--deflicker-strength", type=float, default=defaults.deflicker_strength, help="0..1; 0 skips the deflicker")
     group.add_argument("--chunk-frames", type=int, default=defaults.chunk_frames, help="frames processed at once (memory)")
