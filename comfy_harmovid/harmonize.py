@@ -20,6 +20,7 @@ as the evidence supports:
    the soft alpha: where alpha is 0 the frame is untouched.
 """
 
+import contextlib
 from typing import Optional
 
 import cv2
@@ -28,7 +29,7 @@ import torch
 
 from .color import lab_to_rgb, rgb_to_lab
 from .errors import HarmoVidError
-from .filters import bounding_slices
+from .filters import one_torch_thread
 from .progress import ProgressCallback, report
 from .validate import (
     check_frames,
@@ -223,33 +224,45 @@ class LearnedHarmonizer:
 
     def process(self, composite_chunk, alpha_chunk, background_chunk=None) -> torch.Tensor:
         """Harmonize the next ``[T, H, W, 3]`` composite frames given their alpha ``[T, H, W]``."""
-        from .harmoim.network import network_inputs
-        from .harmoim.transform import apply_through_alpha
+        from .harmoim.transform import apply_to_frame
 
         composite = check_frames(composite_chunk, "composite")
         alpha = check_mask(alpha_chunk, "alpha")
         check_same_size(composite, alpha, "composite", "alpha")
         check_same_length(composite, alpha, "composite", "alpha")
-        device = next(self.net.parameters()).device
-        with torch.inference_mode():
-            small = network_inputs(composite.to(device, torch.float32), alpha.to(device, torch.float32),
-                                   self.net.config.input_size)
-            maps = self.net.predict_maps(*small).cpu()  # [T, K, 4, 3]
-        out = composite.detach().to("cpu", torch.float32).clone()
-        cpu_alpha = alpha.detach().to("cpu", torch.float32)
+        frames, alphas = _numpy(composite), _numpy(alpha)
+        maps = self._predict(frames, alphas)  # [T, K, 4, 3]
+        out = frames.copy()
         for t in range(out.shape[0]):
             if self._maps is None:
                 self._maps = maps[t]
             else:
                 self._maps = self.temporal_smoothing * self._maps + (1 - self.temporal_smoothing) * maps[t]
-            # Only the person's bounding box can change.
-            rows, cols = bounding_slices(cpu_alpha[t], margin=0)
+            rows, cols = _nonzero_box(alphas[t])  # only the person's bounding box can change
             if self.strength == 0.0 or rows.stop == rows.start:
                 continue
-            out[t, rows, cols] = apply_through_alpha(
-                out[t : t + 1, rows, cols], cpu_alpha[t : t + 1, rows, cols], self._maps[None], self.strength
-            )[0]
-        return out.to(composite.device)
+            out[t, rows, cols] = apply_to_frame(frames[t, rows, cols], alphas[t, rows, cols], self._maps, self.strength)
+        return torch.from_numpy(out).to(composite.device)
+
+    def _predict(self, frames: np.ndarray, alphas: np.ndarray) -> torch.Tensor:
+        """The network's colour maps ``[T, K, 4, 3]`` for ``[T, H, W, 3]`` frames, seen at its input size."""
+        size = (self.net.config.input_size,) * 2
+        small = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+        small_alpha = np.stack([cv2.resize(a, size, interpolation=cv2.INTER_AREA) for a in alphas])
+        device = next(self.net.parameters()).device
+        # A small network on small images: on the CPU, torch's threads cost more than they save.
+        threads = one_torch_thread() if device.type == "cpu" else contextlib.nullcontext()
+        with threads, torch.inference_mode():
+            composite = torch.from_numpy(small).permute(0, 3, 1, 2).to(device)
+            return self.net.predict_maps(composite, torch.from_numpy(small_alpha)[:, None].to(device)).cpu()
+
+
+def _nonzero_box(mask: np.ndarray):
+    """Rows and columns ``(slice, slice)`` around the nonzero pixels of ``mask`` (empty when there are none)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return slice(0, 0), slice(0, 0)
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def available_methods() -> list:

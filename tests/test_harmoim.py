@@ -53,6 +53,16 @@ def test_transform_changes_nothing_where_alpha_is_zero():
     assert not torch.allclose(out[alpha == 1], frames[alpha == 1]), "the person was not changed at all"
 
 
+def test_fast_frame_path_matches_the_differentiable_one():
+    from comfy_harmovid.harmoim.transform import apply_to_frame
+
+    frame, alpha = torch.rand(1, 30, 40, 3), torch.rand(1, 30, 40)
+    maps = bounded_maps(torch.randn(1, parameter_count(5)) * 2, 5)
+    expected = apply_through_alpha(frame, alpha, maps, 0.8)[0]
+    fast = apply_to_frame(frame[0].numpy(), alpha[0].numpy(), maps[0], 0.8)
+    assert torch.allclose(torch.from_numpy(fast), expected, atol=1e-5), "the OpenCV path differs from the torch path"
+
+
 def test_untrained_network_is_the_identity():
     clip, mask, _ = make_portrait_clip(frames=3, height=40, width=56)
     out = harmonize_frames(clip, mask, method="learned", weights=HarmoImNet(TINY))

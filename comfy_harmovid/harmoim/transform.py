@@ -14,6 +14,8 @@ The network's raw outputs are bounded here (``tanh``) so that no prediction can 
 gate in 0..1 (the network's confidence that the subject needs correcting) scales the whole change.
 """
 
+import cv2
+import numpy as np
 import torch
 
 # BT.601 luma, as comfy_harmovid.flow.GREY_WEIGHTS (kept as a tensor constant here).
@@ -67,3 +69,25 @@ def apply_through_alpha(frames: torch.Tensor, alpha: torch.Tensor, maps: torch.T
     mapped = apply_maps(frames.reshape(batch, -1, 3), maps).view(frames.shape).clamp(0.0, 1.0)
     weight = (strength * alpha).unsqueeze(-1)
     return frames + weight * (mapped - frames)
+
+
+def apply_to_frame(frame: np.ndarray, alpha: np.ndarray, maps: torch.Tensor, strength: float = 1.0) -> np.ndarray:
+    """``apply_through_alpha`` for one frame at full resolution, fast on the CPU (OpenCV, float32, in place):
+    ``frame`` ``[H, W, 3]`` and ``alpha`` ``[H, W]`` numpy arrays, ``maps`` ``[K, 4, 3]``. Returns a new array."""
+    bands = maps.shape[0]
+    luma = cv2.transform(frame, LUMA.numpy()[None, :]) * np.float32(bands - 1)  # [H, W], band position
+    np.clip(luma, 0.0, bands - 1, out=luma)
+    mapped = np.zeros_like(frame)
+    matrices = maps.permute(0, 2, 1).numpy().astype(np.float32)  # cv2 wants [3 out, 4 in] per band
+    for band in range(bands):
+        weight = np.abs(luma - np.float32(band))
+        np.subtract(np.float32(1.0), weight, out=weight)
+        np.maximum(weight, 0.0, out=weight)
+        if not weight.any():
+            continue
+        mapped += cv2.transform(frame, matrices[band]) * weight[..., None]
+    np.clip(mapped, 0.0, 1.0, out=mapped)
+    mapped -= frame
+    mapped *= (np.float32(strength) * alpha)[..., None]
+    mapped += frame
+    return mapped
