@@ -29,7 +29,7 @@ import torch
 
 from .color import lab_to_rgb, rgb_to_lab
 from .errors import HarmoVidError
-from .filters import one_torch_thread
+from .filters import bounding_slices, one_torch_thread
 from .progress import ProgressCallback, report
 from .validate import (
     check_frames,
@@ -238,7 +238,7 @@ class LearnedHarmonizer:
                 self._maps = maps[t]
             else:
                 self._maps = self.temporal_smoothing * self._maps + (1 - self.temporal_smoothing) * maps[t]
-            rows, cols = _nonzero_box(alphas[t])  # only the person's bounding box can change
+            rows, cols = bounding_slices(torch.from_numpy(alphas[t]), margin=0)  # only the person's box changes
             if self.strength == 0.0 or rows.stop == rows.start:
                 continue
             out[t, rows, cols] = apply_to_frame(frames[t, rows, cols], alphas[t, rows, cols], self._maps, self.strength)
@@ -255,14 +255,6 @@ class LearnedHarmonizer:
         with threads, torch.inference_mode():
             composite = torch.from_numpy(small).permute(0, 3, 1, 2).to(device)
             return self.net.predict_maps(composite, torch.from_numpy(small_alpha)[:, None].to(device)).cpu()
-
-
-def _nonzero_box(mask: np.ndarray):
-    """Rows and columns ``(slice, slice)`` around the nonzero pixels of ``mask`` (empty when there are none)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return slice(0, 0), slice(0, 0)
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def available_methods() -> list:

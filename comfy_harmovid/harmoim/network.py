@@ -22,7 +22,7 @@ network is exactly the identity.
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn as nn
@@ -121,10 +121,3 @@ class HarmoImNet(nn.Module):
     def predict_maps(self, composite: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """The bounded, gated colour maps ``[B, K, 4, 3]`` (see ``transform.bounded_maps``)."""
         return bounded_maps(self(composite, alpha), self.config.bands)
-
-
-def network_inputs(frames: torch.Tensor, alpha: torch.Tensor, size: int) -> Sequence[torch.Tensor]:
-    """``[B, H, W, 3]`` frames and ``[B, H, W]`` alpha -> ``([B, 3, S, S], [B, 1, S, S])`` by area averaging."""
-    composite = nn.functional.interpolate(frames.permute(0, 3, 1, 2), size=(size, size), mode="area")
-    small_alpha = nn.functional.interpolate(alpha.unsqueeze(1), size=(size, size), mode="area")
-    return composite, small_alpha

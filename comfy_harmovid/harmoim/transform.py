@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 import torch
 
-# BT.601 luma, as comfy_harmovid.flow.GREY_WEIGHTS (kept as a tensor constant here).
-LUMA = torch.tensor([0.299, 0.587, 0.114])
+from ..flow import GREY_WEIGHTS
+
+LUMA = torch.from_numpy(GREY_WEIGHTS)  # BT.601 luma weights, as a tensor
 
 MAX_MATRIX_CHANGE = 0.6  # largest change of any colour-matrix entry from the identity
 MAX_OFFSET = 0.35  # largest offset, in 0..1 colour units
