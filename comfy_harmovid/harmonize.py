@@ -82,6 +82,15 @@ def _neutral_ab(lab: torch.Tensor, fraction: float = 0.25) -> torch.Tensor:
     return lab[chroma.topk(count, largest=False).indices, 1:].mean(0)
 
 
+def _checked_chunk(composite_chunk, alpha_chunk):
+    """The composite ``[T, H, W, 3]`` and alpha ``[T, H, W]`` chunk a harmonizer gets, validated together."""
+    composite = check_frames(composite_chunk, "composite")
+    alpha = check_mask(alpha_chunk, "alpha")
+    check_same_size(composite, alpha, "composite", "alpha")
+    check_same_length(composite, alpha, "composite", "alpha")
+    return composite, alpha
+
+
 class StatisticsHarmonizer:
     """Streaming statistics harmonization: feed consecutive chunks to :meth:`process`.
 
@@ -124,10 +133,7 @@ class StatisticsHarmonizer:
 
     def process(self, composite_chunk, alpha_chunk, background_chunk=None) -> torch.Tensor:
         """Harmonize the next ``[T, H, W, 3]`` composite frames given their alpha ``[T, H, W]``."""
-        composite = check_frames(composite_chunk, "composite")
-        alpha = check_mask(alpha_chunk, "alpha")
-        check_same_size(composite, alpha, "composite", "alpha")
-        check_same_length(composite, alpha, "composite", "alpha")
+        composite, alpha = _checked_chunk(composite_chunk, alpha_chunk)
         if background_chunk is not None:
             background_chunk = check_frames(background_chunk, "background")
             check_same_size(composite, background_chunk, "composite", "background")
@@ -226,10 +232,7 @@ class LearnedHarmonizer:
         """Harmonize the next ``[T, H, W, 3]`` composite frames given their alpha ``[T, H, W]``."""
         from .harmoim.transform import apply_to_frame
 
-        composite = check_frames(composite_chunk, "composite")
-        alpha = check_mask(alpha_chunk, "alpha")
-        check_same_size(composite, alpha, "composite", "alpha")
-        check_same_length(composite, alpha, "composite", "alpha")
+        composite, alpha = _checked_chunk(composite_chunk, alpha_chunk)
         frames, alphas = _numpy(composite), _numpy(alpha)
         maps = self._predict(frames, alphas)  # [T, K, 4, 3]
         out = frames.copy()

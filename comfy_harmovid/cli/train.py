@@ -68,8 +68,6 @@ def _run_evaluate(args) -> int:
 
 
 def _run_harmoim(args) -> int:
-    from pathlib import Path
-
     from ..harmoim.training import HarmoImTrainConfig, build_pool, train_harmoim
     from ..harmoim.weights import save_harmoim
     from ..train.data import read_manifest

@@ -31,6 +31,13 @@ from ..errors import HarmoVidError
 from .transform import LUMA, band_weights, bounded_maps, parameter_count
 
 
+def check_known_fields(cls, values: dict, what: str) -> None:
+    """One clear error for keys of ``values`` that are not fields of the dataclass ``cls``."""
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise HarmoVidError(f"unknown {what}: {', '.join(unknown)}.")
+
+
 @dataclass
 class HarmoImConfig:
     input_size: int = 96  # S: the network sees every frame at S x S pixels
@@ -55,10 +62,7 @@ class HarmoImConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "HarmoImConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise HarmoVidError(f"unknown HarmoIm config field(s): {', '.join(unknown)}.")
+        check_known_fields(cls, values, "HarmoIm config field(s)")
         return cls(**values)
 
 

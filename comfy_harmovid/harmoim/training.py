@@ -30,7 +30,7 @@ from ..filters import resize
 from ..io import iter_mask_chunks, iter_video_chunks, probe_video
 from ..progress import ProgressCallback, report
 from .grades import GradeOptions, random_grades
-from .network import HarmoImConfig, HarmoImNet
+from .network import HarmoImConfig, HarmoImNet, check_known_fields
 from .transform import apply_through_alpha
 
 SEGMENT_SIZE = 256  # short side the built-in segmenter and pseudo-alpha run at while building the pool
@@ -59,15 +59,10 @@ class HarmoImTrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "HarmoImTrainConfig":
         values = dict(values)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise HarmoVidError(f"unknown HarmoIm training setting(s): {', '.join(unknown)}.")
+        check_known_fields(cls, values, "HarmoIm training setting(s)")
         network = HarmoImConfig.from_dict(values.pop("network", {}))
-        grade_fields = {f.name for f in dataclasses.fields(GradeOptions)}
         grade_values = values.pop("grades", {})
-        if set(grade_values) - grade_fields:
-            raise HarmoVidError(f"unknown grade setting(s): {', '.join(sorted(set(grade_values) - grade_fields))}.")
+        check_known_fields(GradeOptions, grade_values, "grade setting(s)")
         return cls(network=network, grades=GradeOptions(**grade_values), **values)
 
     @classmethod
