@@ -352,8 +352,10 @@ def diffusion_harmonization() -> WorkflowSpec:
         NodeSpec(10, "HarmoVidMultiDiffusionTiler", (1800, 420), links={"model": (8, 0)}),
         NodeSpec(11, "HarmoVidSampler", (2160, 0), links={"model": (10, 0), "cond": (9, 0)}),
         NodeSpec(12, "HarmoVidDecode", (2520, 0), links={"vae": (8, 1), "latent": (11, 0)}),
-        *_video_out(13, 2880, images=(12, 0), fps=(4, 2), prefix="harmovid/diffusion", audio=(2, 1)),
-        _note(15, (0, 900), """
+        NodeSpec(13, "HarmoVidDetailTransfer", (2880, 0), links={
+            "vae": (8, 1), "cond": (9, 0), "frames": (12, 0), "composite": (7, 0)}),
+        *_video_out(14, 3240, images=(13, 0), fps=(4, 2), prefix="harmovid/diffusion", audio=(2, 1)),
+        _note(16, (0, 900), """
 HarmoVid diffusion harmonization (needs HarmoVid weights).
 
 Put the transformer in models/harmovid and the VAE in models/harmovid_vae (make a starting checkpoint with
@@ -361,7 +363,9 @@ Put the transformer in models/harmovid and the VAE in models/harmovid_vae (make 
 
 The composite, background and alpha are encoded; the Sampler denoises a harmonized video latent;
 MultiDiffusion Tiler splits clips longer than one window (85 frames) into overlapping windows blended
-at every step. Decode turns the latent back into frames, saved to output/harmovid/.
+at every step. Decode turns the latent back into frames; Detail Transfer keeps the composite's own
+pixels and adds only the light the model changed (the VAE's loss of detail cancels out). The result is
+saved to output/harmovid/.
 """),
     ])
 

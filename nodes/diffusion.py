@@ -1,12 +1,20 @@
-"""The HarmoVid diffusion nodes: Loader, Encode, MultiDiffusion Tiler, Sampler, Decode.
+"""The HarmoVid diffusion nodes: Loader, Encode, MultiDiffusion Tiler, Sampler, Decode, Detail Transfer.
 
-Loader -> Encode -> (Tiler) -> Sampler -> Decode. The latents stay on the model's device between these
+Loader -> Encode -> (Tiler) -> Sampler -> Decode (-> Detail Transfer). The latents stay on the model's device between these
 nodes; only Decode's IMAGE goes to ComfyUI's intermediate device.
 """
 
 from comfy_harmovid.errors import HarmoVidError
 from comfy_harmovid.model import load_transformer, load_vae
-from comfy_harmovid.sampling import SCHEDULERS, WEIGHTINGS, DiffusionModel, MultiDiffusion, encode_condition, sample
+from comfy_harmovid.sampling import (
+    SCHEDULERS,
+    WEIGHTINGS,
+    DiffusionModel,
+    MultiDiffusion,
+    encode_condition,
+    sample,
+    transfer_light,
+)
 from comfy_harmovid.validate import check_frames, check_mask, check_not_empty, check_same_length, check_same_size
 
 from . import comfy_adapter
@@ -300,12 +308,57 @@ class HarmoVidDecode:
         return (frames,)
 
 
+class HarmoVidDetailTransfer:
+    DESCRIPTION = (
+        "Keeps the composite's own pixels and adds only the light change HarmoVid made: the decoded frames minus "
+        "the VAE's reconstruction of the composite, smoothed. The VAE's loss of detail and colour shift cancel "
+        "out. The composite may be larger than the sampled clip (same aspect): sample small, relight full size."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "vae": ("HARMOVID_VAE", {"tooltip": "The VAE from HarmoVid Loader (the one Encode used)."}),
+                "cond": ("HARMOVID_COND", {"tooltip": "From HarmoVid Encode: its composite latent is decoded as "
+                                           "the reconstruction."}),
+                "frames": ("IMAGE", {"tooltip": "The harmonized clip from HarmoVid Decode."}),
+                "composite": ("IMAGE", {"tooltip": "The composite that was encoded, or the same clip at a higher "
+                                        "resolution with the same aspect ratio."}),
+                "radius": (
+                    "FLOAT",
+                    {"default": 4.0, "min": 0.0, "max": 64.0, "step": 0.5,
+                     "tooltip": "Smoothing of the light change, in sampled pixels. Larger drops more of the VAE's "
+                     "noise; smaller keeps sharper shadow edges. 0 keeps the change as decoded."},
+                ),
+            }
+        }
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("frames",)
+    OUTPUT_TOOLTIPS = ("The composite with HarmoVid's light, at the composite's resolution.",)
+    FUNCTION = "transfer"
+    CATEGORY = CATEGORY
+
+    def transfer(self, vae, cond, frames, composite, radius=4.0):
+        reconstruction = vae.decode(
+            cond.composite_latent,
+            cond.frame_count,
+            cond.height or None,
+            cond.width or None,
+            output_device=comfy_adapter.offload_device(),
+            progress=comfy_adapter.progress(1),
+        )
+        return (transfer_light(frames, reconstruction, composite, radius=radius, progress=comfy_adapter.progress(1)),)
+
+
 NODE_CLASS_MAPPINGS = {
     "HarmoVidLoader": HarmoVidLoader,
     "HarmoVidEncode": HarmoVidEncode,
     "HarmoVidMultiDiffusionTiler": HarmoVidMultiDiffusionTiler,
     "HarmoVidSampler": HarmoVidSampler,
     "HarmoVidDecode": HarmoVidDecode,
+    "HarmoVidDetailTransfer": HarmoVidDetailTransfer,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "HarmoVidLoader": "HarmoVid Loader",
@@ -313,4 +366,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HarmoVidMultiDiffusionTiler": "MultiDiffusion Tiler",
     "HarmoVidSampler": "HarmoVid Sampler",
     "HarmoVidDecode": "HarmoVid Decode",
+    "HarmoVidDetailTransfer": "HarmoVid Detail Transfer",
 }

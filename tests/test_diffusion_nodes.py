@@ -13,6 +13,7 @@ from nodes import comfy_adapter
 from nodes.diffusion import (
     NODE_CLASS_MAPPINGS,
     HarmoVidDecode,
+    HarmoVidDetailTransfer,
     HarmoVidEncode,
     HarmoVidLoader,
     HarmoVidMultiDiffusionTiler,
@@ -72,6 +73,22 @@ def test_loader_encode_tiler_sampler_decode_gives_frames_shaped_like_the_input(m
     assert torch.equal(mask[6:], mask[5:6].expand(3, -1, -1)), "padding frames must repeat the last alpha frame"
     assert tiled is not model and model.multidiffusion is None, "the Tiler must not change the Loader's model"
     assert len(tiled.multidiffusion.layout(cond.composite_latent.shape)) > 1, "5-frame windows must split 3 latent frames"
+
+
+def test_detail_transfer_relights_the_composite_itself_at_its_own_resolution(models_dir):
+    model, vae = HarmoVidLoader().load(*write_checkpoints(models_dir), dtype="fp32")
+    frames, alpha, background = make_portrait_clip(frames=5, height=32, width=48)
+    cond, _, _, decoded = run_graph(model, vae, frames, alpha, background, window_frames=9)
+    (reconstruction,) = HarmoVidDecode().decode(vae, {"samples": cond.composite_latent, "frame_count": 5})
+    (unchanged,) = HarmoVidDetailTransfer().transfer(vae, cond, reconstruction, frames, radius=2.0)
+    assert torch.allclose(unchanged, frames, atol=1e-5), "decoding the composite's own latent must change nothing"
+    (relit,) = HarmoVidDetailTransfer().transfer(vae, cond, decoded, frames, radius=2.0)
+    assert relit.shape == frames.shape and not torch.allclose(relit, frames, atol=1e-3)
+    large = F.interpolate(frames.permute(0, 3, 1, 2), scale_factor=2, mode="bilinear").permute(0, 2, 3, 1)
+    (relit_large,) = HarmoVidDetailTransfer().transfer(vae, cond, decoded, large, radius=2.0)
+    assert relit_large.shape == large.shape, "the result must have the given composite's resolution"
+    small_again = F.avg_pool2d(relit_large.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)
+    assert float((small_again - relit).abs().mean()) < 0.02, "the large result must carry the same light change"
 
 
 def test_sampler_ticks_progress_per_window_and_step_and_can_be_interrupted(models_dir, monkeypatch):

@@ -270,9 +270,10 @@ def test_diffusion_graph_runs_in_process_with_tiny_checkpoints(small_clips, tmp_
     ])
     stand_ins = StandIns(small_clips, tmp_path / "output")
     results = run_api_graph(graph, stand_ins)
-    composite, decoded = results["7"][0], results["12"][0]
+    composite, decoded, relit = results["7"][0], results["12"][0], results["13"][0]
     assert decoded.shape == composite.shape, f"Decode gave {tuple(decoded.shape)} for a composite of {tuple(composite.shape)}"
     assert torch.isfinite(decoded).all()
+    assert relit.shape == composite.shape and torch.isfinite(relit).all(), "Detail Transfer must give the composite's shape"
     assert read_video(stand_ins.saved[0]).frames.shape == composite.shape
 
 

@@ -62,7 +62,8 @@ def _run_evaluate(args) -> int:
         models[name or path] = path
     with progress_bar("scoring LUT pairs", unit="case") as progress:
         result = evaluate_lut_pairs(models, args.vae, args.clips, args.luts, frames=args.frames, size=args.size,
-                                    steps=args.steps, guidance=args.guidance, seed=args.seed, progress=progress)
+                                    steps=args.steps, guidance=args.guidance, seed=args.seed,
+                                    detail_radius=args.detail_radius, progress=progress)
     print_json(result)
     return 0
 
@@ -133,6 +134,8 @@ def register(subparsers) -> None:
     evaluate.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     evaluate.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance (default 1: off)")
     evaluate.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    evaluate.add_argument("--detail-radius", type=float, default=4.0,
+                          help="smoothing of the light change for the detail-transfer scores, in pixels (default 4)")
     evaluate.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     evaluate.set_defaults(func=_run_evaluate)
 

@@ -6,6 +6,7 @@
 """
 
 from .condition import HarmoVidCondition, encode_condition
+from .detail import transfer_light
 from .multidiffusion import WEIGHTINGS, MultiDiffusion, Window, seam_report, span_weights, split_axis
 from .sampler import DiffusionModel, guided_velocity, sample
 from .schedule import SCHEDULERS, denoise_timesteps, make_scheduler
@@ -25,4 +26,5 @@ __all__ = [
     "seam_report",
     "span_weights",
     "split_axis",
+    "transfer_light",
 ]

@@ -4,7 +4,9 @@ Each held-out portrait clip is recoloured by each held-out LUT through its soft 
 ``lut_cases``); a model gets the composite, the person-removed plate of the composite as background
 and the alpha, runs through the normal path (``encode_condition`` -> ``sample`` -> ``vae.decode``) and
 must restore the original clip. Beside the models: doing nothing, the built-in HarmoIm, and the VAE
-round trip of the original (the best any model behind this VAE can score).
+round trip of the original (the best a model's decoded frames can score behind this VAE). Each model
+is scored twice: its decoded frames, and with detail transfer (its light change put back on the
+composite, ``sampling.transfer_light``), which the VAE's round trip does not cap.
 """
 
 from typing import Callable, Dict, Optional, Sequence
@@ -17,24 +19,33 @@ from ..bench.harmonize import lut_cases
 from ..color import read_cube
 from ..harmonize import harmonize_frames
 from ..model import load_transformer, load_vae
-from ..sampling import encode_condition, sample
+from ..sampling import encode_condition, sample, transfer_light
 from .data import remove_person
 
 
-def harmovid_method(transformer, vae, *, steps: int, guidance: float, seed: int) -> Callable:
+DETAIL_SUFFIX = " + detail transfer"
+
+
+def harmovid_method(transformer, vae, *, steps: int, guidance: float, seed: int, detail_radius: float) -> Callable:
+    """A case -> ``{"": decoded frames, DETAIL_SUFFIX: with detail transfer}`` runner (one sampling for both)."""
+
     def run(case):
         background = remove_person(case.input, case.mask)
         condition = encode_condition(vae, case.input, background, case.alpha)
         latent = sample(transformer, condition, seed=seed, steps=steps, guidance=guidance)
-        return vae.decode(latent, condition.frame_count, condition.height, condition.width).clamp(0, 1)
+        size = (condition.frame_count, condition.height, condition.width)
+        decoded = vae.decode(latent, *size).clamp(0, 1)
+        reconstruction = vae.decode(condition.composite_latent, *size)
+        return {"": decoded, DETAIL_SUFFIX: transfer_light(decoded, reconstruction, case.input, radius=detail_radius)}
 
     return run
 
 
 def evaluate_lut_pairs(models: Dict[str, str], vae_path: str, clips: Sequence[str], luts: Sequence[str], *,
                        frames: int = 9, size: int = 64, steps: int = 20, guidance: float = 1.0, seed: int = 0,
-                       progress: Optional[Callable] = None) -> dict:
-    """``{"cases": [...], "fpsnr": {method: {case: dB}}, "mean": {method: dB}}`` for every method."""
+                       detail_radius: float = 4.0, progress: Optional[Callable] = None) -> dict:
+    """``{"cases": [...], "fpsnr": {method: {case: dB}}, "mean": {method: dB}}`` for every method (each model
+    twice: ``name`` and ``name + detail transfer``)."""
     vae = load_vae(vae_path)
     portraits = load_portraits(resolve_paths(clips, "", "clips"), frames, size)
     cases = []
@@ -44,19 +55,26 @@ def evaluate_lut_pairs(models: Dict[str, str], vae_path: str, clips: Sequence[st
             cases.append(case)
     methods = {
         "input (do nothing)": lambda case: case.input,
-        "built-in HarmoIm": lambda case: harmonize_frames(case.input, case.alpha),
+        "built-in HarmoIm (statistics)": lambda case: harmonize_frames(case.input, case.alpha),
         "VAE round trip of the original": lambda case: vae.decode(vae.encode(case.reference), case.reference.shape[0],
                                                                    *case.reference.shape[1:3]).clamp(0, 1),
     }
     for name, path in models.items():
-        methods[name] = harmovid_method(load_transformer(path), vae, steps=steps, guidance=guidance, seed=seed)
-    scores = {name: {} for name in methods}
+        methods[name] = harmovid_method(load_transformer(path), vae, steps=steps, guidance=guidance, seed=seed,
+                                        detail_radius=detail_radius)
+    scores = {}
     with torch.no_grad():
         for index, case in enumerate(cases):
             for name, run in methods.items():
-                scores[name][case.name] = metrics.fpsnr(run(case), case.reference, case.mask)
+                outputs = run(case)
+                if not isinstance(outputs, dict):
+                    outputs = {"": outputs}
+                for suffix, output in outputs.items():
+                    fpsnr = metrics.fpsnr(output, case.reference, case.mask)
+                    scores.setdefault(name + suffix, {})[case.name] = fpsnr
             if progress is not None:
                 progress(index + 1, len(cases))
     mean = {name: sum(values.values()) / len(values) for name, values in scores.items()}
     return {"cases": [case.name for case in cases], "fpsnr": scores, "mean": mean,
-            "settings": dict(frames=frames, size=size, steps=steps, guidance=guidance, seed=seed)}
+            "settings": dict(frames=frames, size=size, steps=steps, guidance=guidance, seed=seed,
+                             detail_radius=detail_radius)}
