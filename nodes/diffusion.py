@@ -349,7 +349,11 @@ class HarmoVidDetailTransfer:
             output_device=comfy_adapter.offload_device(),
             progress=comfy_adapter.progress(1),
         )
-        return (transfer_light(frames, reconstruction, composite, radius=radius, progress=comfy_adapter.progress(1)),)
+        # At the composite's size the result is written over the reconstruction: one copy of the clip less.
+        reuse = reconstruction.shape == composite.shape and reconstruction.device.type == "cpu"
+        result = transfer_light(frames, reconstruction, composite, radius=radius, out=reconstruction if reuse else None,
+                                progress=comfy_adapter.progress(1))
+        return (result,)
 
 
 NODE_CLASS_MAPPINGS = {

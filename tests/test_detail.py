@@ -34,6 +34,16 @@ def test_the_light_change_is_added_and_the_vaes_noise_smoothed_away():
     assert float((unsmoothed - (composite + warmer)).abs().mean()) > 3 * float(error.mean())
 
 
+def test_writing_over_the_reconstruction_gives_the_same_result():
+    composite, reconstruction = textured(), textured(seed=1)
+    harmonized = reconstruction + 0.1 * torch.rand(reconstruction.shape, generator=torch.Generator().manual_seed(3))
+    expected = transfer_light(harmonized, reconstruction, composite)
+    result = transfer_light(harmonized, reconstruction, composite, out=reconstruction)
+    assert result is reconstruction and torch.equal(result, expected)
+    with pytest.raises(HarmoVidError, match="out must be"):
+        transfer_light(harmonized, expected.clone(), composite, out=torch.empty(3, 8, 8, 3))
+
+
 def test_a_small_sample_relights_a_larger_composite_region_by_region():
     composite = textured(frames=2, height=64, width=96)
     reconstruction = torch.full((2, 16, 24, 3), 0.5)

@@ -14,6 +14,8 @@ scale. The change is brought to the composite's size, so a clip can be sampled a
 its light applied to the full-resolution composite.
 """
 
+from typing import Optional
+
 import cv2
 import numpy as np
 import torch
@@ -45,6 +47,7 @@ def transfer_light(
     composite: torch.Tensor,
     *,
     radius: float = 4.0,
+    out: Optional[torch.Tensor] = None,
     progress: ProgressCallback = None,
 ) -> torch.Tensor:
     """``composite + smooth(harmonized - reconstruction)``, ``[T, H, W, 3]`` float32 0..1 on the CPU.
@@ -52,7 +55,9 @@ def transfer_light(
     ``harmonized``: the decoded HarmoVid frames; ``reconstruction``: the same VAE's decoding of the
     composite's own latent (both ``[T, h, w, 3]``); ``composite``: the composite ``[T, H, W, 3]`` at the
     sampled size or larger, with the same aspect. ``radius``: Gaussian sigma in sampled pixels (0 = none).
-    The inputs are left unchanged.
+    ``out``: a CPU float32 tensor of the composite's shape to write into instead of a new one; it may be
+    ``reconstruction`` itself (each frame is read before it is written), which saves a copy of the clip.
+    The other inputs are left unchanged.
     """
     harmonized = check_frames(harmonized, "harmonized frames")
     reconstruction = check_frames(reconstruction, "reconstruction")
@@ -65,7 +70,13 @@ def transfer_light(
         raise HarmoVidError(f"detail transfer: radius must be 0 or more pixels, got {radius}.")
     frame_count, height, width = composite.shape[:3]
     same_size = tuple(harmonized.shape[1:3]) == (height, width)
-    out = torch.empty(composite.shape, dtype=torch.float32)
+    if out is None:
+        out = torch.empty(composite.shape, dtype=torch.float32)
+    elif out.shape != composite.shape or out.dtype != torch.float32 or out.device.type != "cpu":
+        raise HarmoVidError(
+            f"detail transfer: out must be a CPU float32 tensor of the composite's shape {tuple(composite.shape)}, "
+            f"got {out.dtype} {tuple(out.shape)} on {out.device}."
+        )
     for t in range(frame_count):
         change = (harmonized[t].detach().to("cpu", torch.float32) - reconstruction[t].detach().to("cpu", torch.float32))
         change = np.ascontiguousarray(change.numpy())
