@@ -203,3 +203,17 @@ def test_accumulation_checkpointing_and_bf16_train_finite_weights(workspace):
     initial = load_transformer(Path(config.output_dir) / "initial_transformer.safetensors").state_dict()
     assert all(torch.isfinite(value).all() for value in weights.values())
     assert any(not torch.equal(value, initial[name]) for name, value in weights.items()), "no weight changed"
+
+
+def test_evaluate_scores_each_model_plain_and_with_detail_transfer(dev_data, workspace):
+    result = train(run_config(workspace, "evaluated", steps=2, save_every=2))
+    command = [sys.executable, "-m", "comfy_harmovid", "train", "evaluate", "--threads", "1",
+               "--vae", str(workspace / "vae.safetensors"), "--model", f"tiny={result['transformer']}",
+               "--clips", str(dev_data / "people" / "lav_man4.mp4"), "--luts", str(dev_data / "luts" / "warm_cinema.cube"),
+               "--frames", "5", "--size", "32", "--steps", "2", "--detail-radius", "2"]
+    scores = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    assert scores["cases"] == ["lav_man4/warm_cinema"] and scores["settings"]["detail_radius"] == 2.0
+    assert set(scores["mean"]) == {"input (do nothing)", "built-in HarmoIm (statistics)", "VAE round trip of the original",
+                                   "tiny", "tiny + detail transfer"}
+    plain, detail = scores["mean"]["tiny"], scores["mean"]["tiny + detail transfer"]
+    assert plain != detail and all(0 < value < 100 for value in scores["mean"].values()), scores["mean"]
