@@ -29,7 +29,7 @@ import torch
 
 from .color import lab_to_rgb, rgb_to_lab
 from .errors import HarmoVidError
-from .filters import bounding_slices, one_torch_thread
+from .filters import one_torch_thread
 from .progress import ProgressCallback, report
 from .validate import (
     check_frames,
@@ -91,6 +91,29 @@ def _checked_chunk(composite_chunk, alpha_chunk):
     return composite, alpha
 
 
+def _output_buffer(out, composite: torch.Tensor) -> torch.Tensor:
+    """Where a harmonizer writes the chunk: the caller's ``out`` once checked, else a new tensor.
+
+    A buffer reused from chunk to chunk saves allocating a new chunk each time (at 720p and above a
+    fresh chunk costs a page fault per 4 KiB touched, about as much as harmonizing it).
+    """
+    if out is None:
+        return torch.empty(composite.shape, dtype=torch.float32)
+    if not isinstance(out, torch.Tensor):
+        raise HarmoVidError(f"out: expected a torch tensor to write the harmonized frames into, got {type(out).__name__}.")
+    if tuple(out.shape) != tuple(composite.shape) or out.dtype != torch.float32:
+        raise HarmoVidError(
+            f"out: expected a float32 tensor of the composite chunk's shape {tuple(composite.shape)}, got "
+            f"{out.dtype} {tuple(out.shape)}. Slice a reused buffer to the chunk's length (buffer[:T])."
+        )
+    if out.device.type != "cpu" or composite.device.type != "cpu" or not out.is_contiguous():
+        raise HarmoVidError("out: a reusable output buffer works for CPU chunks only, and must be contiguous.")
+    # Only a float32 composite is read in place (any other is converted to a float32 copy first).
+    if composite.dtype == torch.float32 and np.may_share_memory(out.numpy(), composite.detach().numpy()):
+        raise HarmoVidError("out must not overlap the composite chunk: harmonizing reads it while writing out.")
+    return out
+
+
 class StatisticsHarmonizer:
     """Streaming statistics harmonization: feed consecutive chunks to :meth:`process`.
 
@@ -131,18 +154,22 @@ class StatisticsHarmonizer:
         self._colour_map = None  # smoothed [4, 3] affine RGB map
         self.last_correction = None  # the Lab change of the last frame (dict), for inspection
 
-    def process(self, composite_chunk, alpha_chunk, background_chunk=None) -> torch.Tensor:
-        """Harmonize the next ``[T, H, W, 3]`` composite frames given their alpha ``[T, H, W]``."""
+    def process(self, composite_chunk, alpha_chunk, background_chunk=None, *, out=None) -> torch.Tensor:
+        """Harmonize the next ``[T, H, W, 3]`` composite frames given their alpha ``[T, H, W]``.
+
+        ``out``: an optional float32 CPU tensor of the composite's shape to write the result into (and
+        return), e.g. one buffer reused for every chunk; it must not overlap the composite.
+        """
         composite, alpha = _checked_chunk(composite_chunk, alpha_chunk)
+        result = _output_buffer(out, composite)
         if background_chunk is not None:
             background_chunk = check_frames(background_chunk, "background")
             check_same_size(composite, background_chunk, "composite", "background")
             check_same_length(composite, background_chunk, "composite", "background")
-        out = torch.empty(composite.shape, dtype=torch.float32)
         for t in range(composite.shape[0]):
             background = None if background_chunk is None else _numpy(background_chunk[t])
-            out[t] = torch.from_numpy(self._frame(_numpy(composite[t]), _numpy(alpha[t]), background))
-        return out.to(composite.device)
+            result[t] = torch.from_numpy(self._frame(_numpy(composite[t]), _numpy(alpha[t]), background))
+        return result.to(composite.device)
 
     def _frame(self, frame: np.ndarray, alpha: np.ndarray, background: Optional[np.ndarray]) -> np.ndarray:
         colour_map = self._measure(frame, alpha, background)
@@ -228,24 +255,29 @@ class LearnedHarmonizer:
         self.net = weights if isinstance(weights, HarmoImNet) else load_harmoim(weights)
         self._maps = None  # smoothed [K, 4, 3] colour maps of the previous frame
 
-    def process(self, composite_chunk, alpha_chunk, background_chunk=None) -> torch.Tensor:
-        """Harmonize the next ``[T, H, W, 3]`` composite frames given their alpha ``[T, H, W]``."""
+    def process(self, composite_chunk, alpha_chunk, background_chunk=None, *, out=None) -> torch.Tensor:
+        """Harmonize the next ``[T, H, W, 3]`` composite frames given their alpha ``[T, H, W]``.
+
+        ``out``: an optional float32 CPU tensor of the composite's shape to write the result into (and
+        return), e.g. one buffer reused for every chunk; it must not overlap the composite.
+        """
         from .harmoim.transform import apply_to_frame
 
         composite, alpha = _checked_chunk(composite_chunk, alpha_chunk)
+        result = _output_buffer(out, composite)
         frames, alphas = _numpy(composite), _numpy(alpha)
         maps = self._predict(frames, alphas)  # [T, K, 4, 3]
-        out = frames.copy()
-        for t in range(out.shape[0]):
+        target = result.numpy()
+        for t in range(target.shape[0]):
             if self._maps is None:
                 self._maps = maps[t]
             else:
                 self._maps = self.temporal_smoothing * self._maps + (1 - self.temporal_smoothing) * maps[t]
-            rows, cols = bounding_slices(torch.from_numpy(alphas[t]), margin=0)  # only the person's box changes
-            if self.strength == 0.0 or rows.stop == rows.start:
-                continue
-            out[t, rows, cols] = apply_to_frame(frames[t, rows, cols], alphas[t, rows, cols], self._maps, self.strength)
-        return torch.from_numpy(out).to(composite.device)
+            if self.strength == 0.0:
+                target[t] = frames[t]
+            else:
+                apply_to_frame(frames[t], alphas[t], self._maps, self.strength, out=target[t])
+        return result.to(composite.device)
 
     def _predict(self, frames: np.ndarray, alphas: np.ndarray) -> torch.Tensor:
         """The network's colour maps ``[T, K, 4, 3]`` for ``[T, H, W, 3]`` frames, seen at its input size."""

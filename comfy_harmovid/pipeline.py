@@ -129,9 +129,9 @@ class _StageClock:
     def __init__(self):
         self.seconds: Dict[str, float] = {}
 
-    def run(self, stage: str, function, *args):
+    def run(self, stage: str, function, *args, **kwargs):
         start = time.perf_counter()
-        result = function(*args)
+        result = function(*args, **kwargs)
         self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
         return result
 
@@ -220,6 +220,7 @@ def harmonize_video(
     kept = {}
     keep_frames = {round(i * (total - 1) / max(sample_frames - 1, 1)) for i in range(sample_frames)}
     saw_person = False
+    harmonized = None  # the harmonizer's output buffer, reused by every chunk
     step = settings.chunk_frames or chunk_frames_for(
         max(fg_info.height * fg_info.width, bg_info.height * bg_info.width)
     )
@@ -244,7 +245,12 @@ def harmonize_video(
             del fg, alpha
             frames = composite
             if harmonizer is not None:
-                frames = clock.run("harmonize", harmonizer.process, frames, placed_alpha, bg)
+                # Written in place chunk after chunk (a fresh chunk costs its page faults every time): each
+                # chunk's harmonized frames are used up (deflickered, encoded, cloned) before the next.
+                if harmonized is None:
+                    harmonized = torch.empty(composite.shape, dtype=torch.float32)
+                frames = clock.run("harmonize", harmonizer.process, frames, placed_alpha, bg,
+                                   out=harmonized[: composite.shape[0]])
             del bg
             if deflicker is not None:
                 frames = clock.run("deflicker", deflicker.process, frames, composite, placed_alpha)

@@ -14,7 +14,7 @@ from comfy_harmovid.harmoim.grades import GradeOptions, random_grades
 from comfy_harmovid.harmoim.training import FramePool, HarmoImTrainConfig, train_harmoim, training_step
 from comfy_harmovid.harmoim.transform import apply_through_alpha, bounded_maps, parameter_count
 from comfy_harmovid.harmoim.weights import training_record
-from comfy_harmovid.harmonize import LearnedHarmonizer, harmonize_frames
+from comfy_harmovid.harmonize import LearnedHarmonizer, StatisticsHarmonizer, harmonize_frames
 from comfy_harmovid.io import write_video
 
 from conftest import make_portrait_clip
@@ -54,13 +54,53 @@ def test_transform_changes_nothing_where_alpha_is_zero():
 
 
 def test_fast_frame_path_matches_the_differentiable_one():
-    from comfy_harmovid.harmoim.transform import apply_to_frame
+    from comfy_harmovid.harmoim.transform import STRIP_ROWS, apply_to_frame
 
-    frame, alpha = torch.rand(1, 30, 40, 3), torch.rand(1, 30, 40)
+    # Taller than two strips, with a person that covers a different span of columns in each strip and
+    # rows without anyone: the fast path maps only the person's columns of each strip.
+    height = 2 * STRIP_ROWS + 9
+    frame, alpha = torch.rand(1, height, 40, 3), torch.rand(1, height, 40)
+    alpha[:, :, :5] = 0
+    alpha[:, : STRIP_ROWS, 30:] = 0
+    alpha[:, 2 * STRIP_ROWS :] = 0
     maps = bounded_maps(torch.randn(1, parameter_count(5)) * 2, 5)
     expected = apply_through_alpha(frame, alpha, maps, 0.8)[0]
-    fast = apply_to_frame(frame[0].numpy(), alpha[0].numpy(), maps[0], 0.8)
-    assert torch.allclose(torch.from_numpy(fast), expected, atol=1e-5), "the OpenCV path differs from the torch path"
+    fast = torch.from_numpy(apply_to_frame(frame[0].numpy(), alpha[0].numpy(), maps[0], 0.8))
+    assert torch.allclose(fast, expected, atol=1e-5), "the OpenCV path differs from the torch path"
+    assert torch.equal(fast[alpha[0] == 0], frame[0][alpha[0] == 0]), "the fast path changed pixels without alpha"
+
+
+def test_fast_frame_path_writes_into_a_view_exactly_as_it_allocates():
+    from comfy_harmovid.harmoim.transform import apply_to_frame
+
+    frame, alpha = torch.rand(30, 40, 3).numpy(), torch.rand(30, 40).numpy()
+    maps = bounded_maps(torch.randn(1, parameter_count(5)) * 2, 5)[0]
+    image = torch.zeros(50, 60, 3).numpy()
+    written = apply_to_frame(frame, alpha, maps, 0.7, out=image[5:35, 10:50])
+    assert written.base is not None and (image[5:35, 10:50] == written).all(), "out= did not write into the view"
+    assert (image[5:35, 10:50] == apply_to_frame(frame, alpha, maps, 0.7)).all(), "out= changed the result"
+    assert not image[:5].any() and not image[:, :10].any(), "out= wrote outside its view"
+
+
+@pytest.mark.parametrize("method", ["statistics", "learned"])
+def test_harmonizers_write_into_a_reused_buffer_exactly_as_they_allocate(method):
+    clip, mask, background = make_portrait_clip(frames=5, height=40, width=56)
+    mask[2] = 0  # a frame without the person
+    make = {"statistics": StatisticsHarmonizer, "learned": lambda: LearnedHarmonizer(weights=tiny_net())}[method]
+    allocating, buffered = make(), make()
+    buffer = torch.full((3, 40, 56, 3), float("nan"))
+    for start, stop in [(0, 3), (3, 5)]:  # the second chunk is shorter: a slice of the buffer
+        expected = allocating.process(clip[start:stop], mask[start:stop], background[start:stop])
+        out = buffer[: stop - start]
+        result = buffered.process(clip[start:stop], mask[start:stop], background[start:stop], out=out)
+        assert result.data_ptr() == out.data_ptr(), "the result is not the given buffer"
+        assert torch.equal(result, expected), f"frames {start}:{stop} differ from the allocating path"
+    with pytest.raises(HarmoVidError, match=r"composite chunk's shape \(2, 40, 56, 3\)"):
+        make().process(clip[:2], mask[:2], out=buffer)
+    with pytest.raises(HarmoVidError, match="float32"):
+        make().process(clip[:2], mask[:2], out=torch.empty(2, 40, 56, 3, dtype=torch.float64))
+    with pytest.raises(HarmoVidError, match="must not overlap"):
+        make().process(clip[:2], mask[:2], out=clip[:2])
 
 
 def test_untrained_network_is_the_identity():

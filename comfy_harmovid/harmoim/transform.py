@@ -24,6 +24,7 @@ LUMA = torch.from_numpy(GREY_WEIGHTS)  # BT.601 luma weights, as a tensor
 
 MAX_MATRIX_CHANGE = 0.6  # largest change of any colour-matrix entry from the identity
 MAX_OFFSET = 0.35  # largest offset, in 0..1 colour units
+STRIP_ROWS = 32  # rows the fast path maps at a time: a strip's scratch arrays stay in the CPU cache
 
 
 def parameter_count(bands: int) -> int:
@@ -72,23 +73,59 @@ def apply_through_alpha(frames: torch.Tensor, alpha: torch.Tensor, maps: torch.T
     return frames + weight * (mapped - frames)
 
 
-def apply_to_frame(frame: np.ndarray, alpha: np.ndarray, maps: torch.Tensor, strength: float = 1.0) -> np.ndarray:
-    """``apply_through_alpha`` for one frame at full resolution, fast on the CPU (OpenCV, float32, in place):
-    ``frame`` ``[H, W, 3]`` and ``alpha`` ``[H, W]`` numpy arrays, ``maps`` ``[K, 4, 3]``. Returns a new array."""
-    bands = maps.shape[0]
-    luma = cv2.transform(frame, LUMA.numpy()[None, :]) * np.float32(bands - 1)  # [H, W], band position
-    np.clip(luma, 0.0, bands - 1, out=luma)
-    mapped = np.zeros_like(frame)
+def apply_to_frame(frame: np.ndarray, alpha: np.ndarray, maps: torch.Tensor, strength: float = 1.0,
+                   out: np.ndarray = None) -> np.ndarray:
+    """``apply_through_alpha`` for one frame at full resolution, fast on the CPU (OpenCV, float32):
+    ``frame`` ``[H, W, 3]`` and ``alpha`` ``[H, W]`` numpy arrays, ``maps`` ``[K, 4, 3]``.
+
+    Writes into ``out`` (``[H, W, 3]`` float32, e.g. a view into a larger image; it must not overlap
+    ``frame``) when given, else into a new array; returns it. The frame is mapped in strips of rows,
+    each only between the first and last column where alpha is nonzero; the rest is copied.
+    """
+    out = np.empty_like(frame) if out is None else out
+    height, width = frame.shape[:2]
     matrices = maps.permute(0, 2, 1).numpy().astype(np.float32)  # cv2 wants [3 out, 4 in] per band
+    pixels = min(STRIP_ROWS, height) * width
+    scratch = (np.empty((2, pixels * 3), np.float32), np.empty((2, pixels), np.float32))
+    for top in range(0, height, STRIP_ROWS):
+        rows = slice(top, top + STRIP_ROWS)
+        columns = np.flatnonzero((alpha[rows] != 0).any(axis=0))
+        left, right = (int(columns[0]), int(columns[-1]) + 1) if columns.size else (0, 0)
+        out[rows, :left] = frame[rows, :left]
+        out[rows, right:] = frame[rows, right:]
+        if right > left:
+            block = (rows, slice(left, right))
+            _map_block(frame[block], alpha[block], matrices, strength, out[block], scratch)
+    return out
+
+
+def _map_block(frame: np.ndarray, alpha: np.ndarray, matrices: np.ndarray, strength: float, out: np.ndarray,
+               scratch) -> None:
+    """The banded maps (``matrices`` ``[K, 3, 4]``) applied to a block ``[h, w, 3]`` through its alpha, into ``out``.
+
+    ``scratch``: flat float32 arrays (two of at least ``3 h w`` values, two of ``h w``) that are reused
+    block after block, so they stay in the CPU cache and no pass allocates.
+    """
+    bands = matrices.shape[0]
+    height, width = frame.shape[:2]
+    mapped, band_map = (array[: height * width * 3].reshape(height, width, 3) for array in scratch[0])
+    position, weight = (array[: height * width].reshape(height, width) for array in scratch[1])
+    cv2.transform(frame, LUMA.numpy()[None, :], dst=position)
+    position *= np.float32(bands - 1)  # luma -> band position
+    np.clip(position, 0.0, bands - 1, out=position)
+    lowest, highest = float(position.min()), float(position.max())
+    mapped.fill(0.0)
     for band in range(bands):
-        weight = np.abs(luma - np.float32(band))
+        if not lowest - 1 < band < highest + 1:  # its hat weight is 0 everywhere in the block
+            continue
+        np.subtract(position, np.float32(band), out=weight)
+        np.abs(weight, out=weight)
         np.subtract(np.float32(1.0), weight, out=weight)
         np.maximum(weight, 0.0, out=weight)
-        if not weight.any():
-            continue
-        mapped += cv2.transform(frame, matrices[band]) * weight[..., None]
+        cv2.transform(frame, matrices[band], dst=band_map)
+        np.multiply(band_map, weight[..., None], out=band_map)
+        mapped += band_map
     np.clip(mapped, 0.0, 1.0, out=mapped)
     mapped -= frame
     mapped *= (np.float32(strength) * alpha)[..., None]
-    mapped += frame
-    return mapped
+    np.add(mapped, frame, out=out)
