@@ -83,10 +83,12 @@ class HarmoVidHarmoImFrames:
 
 class HarmoVidLightingDeflicker:
     DESCRIPTION = (
-        "Removes lighting flicker (global colour and exposure, local shadows) that frame-by-frame processing "
-        "leaves, keeping each frame's detail: each frame follows the previous output carried along by optical "
-        "flow wherever the motion can be trusted (occlusions and shot cuts start afresh). Give the unprocessed "
-        "video as reference for the motion (its colours are never used) and the alpha to correct only the person."
+        "Removes lighting flicker (global colour and exposure, local shadows, channel-mixing grades) that "
+        "frame-by-frame processing leaves, keeping each frame's detail: each frame follows the frames before and "
+        "after it, carried along by optical flow wherever the motion can be trusted (occlusions and shot cuts "
+        "start afresh). Give the unprocessed video as reference for the motion (its colours are never copied; "
+        "with the alpha it tells the person from what is behind at soft edges) and the alpha to correct only "
+        "the person."
     )
     CATEGORY = "HarmoVid"
     FUNCTION = "deflicker"
@@ -131,7 +133,6 @@ class HarmoVidLightingDeflicker:
             mask=mask,
             strength=float(strength),
             progress=comfy_adapter.progress(),
-            chunk_frames=CHUNK_FRAMES,
         )
         return (out.to(comfy_adapter.offload_device()),)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from comfy_harmovid.cli import main as harmovid
-from comfy_harmovid.deflicker import Deflicker, deflicker
+from comfy_harmovid.deflicker import Deflicker, apply_colour_map, deflicker, fit_local_colour_map
 from comfy_harmovid.errors import HarmoVidError
 from comfy_harmovid.io import read_video, write_video
 from comfy_harmovid.metrics import warping_error
@@ -39,6 +39,62 @@ def test_deflicker_steadies_brightness_flicker_on_a_still_clip():
     before = flickering.mean(dim=(1, 2, 3)).diff().abs().mean()
     after = out[1:].mean(dim=(1, 2, 3)).diff().abs().mean()  # frame 0 has no history to follow
     assert after < before / 4, f"frame-to-frame brightness change only went from {before:.4f} to {after:.4f}"
+
+
+def test_look_ahead_steadies_the_first_frames_that_a_causal_filter_cannot():
+    # A causal filter knows only the frames before: a shot's first frames swing with the flicker. The
+    # whole-clip deflicker also follows the frames after each one.
+    still = texture()[None].repeat(12, 1, 1, 1)
+    flickering = (still * flicker_gains(12).view(-1, 1, 1, 1)).clamp(0, 1)
+    causal_engine = Deflicker()
+    causal = torch.cat([causal_engine.process(flickering[t : t + 1]) for t in range(12)])
+    both_ways = deflicker(flickering)
+    spread_causal = causal.mean(dim=(1, 2, 3)).std()
+    spread_both = both_ways.mean(dim=(1, 2, 3)).std()
+    assert spread_both < spread_causal / 5, (
+        f"frame brightness spread {spread_both:.4f} with look-ahead vs {spread_causal:.4f} causal: no steadier"
+    )
+
+
+def test_fit_local_colour_map_recovers_a_grade_that_mixes_channels():
+    source = texture(seed=2, blur=1.0).numpy()
+    matrix = np.array([[0.9, 0.15, 0.0], [0.05, 1.1, -0.1], [0.0, 0.2, 0.8]], np.float32)
+    target = source @ matrix.T + np.float32(0.03)
+    coefficients = fit_local_colour_map(source, target, np.ones(source.shape[:2], np.float32), radius=2,
+                                        regularization=1e-6)
+    error = np.abs(apply_colour_map(coefficients, source) - target)[4:-4, 4:-4].max()
+    assert error < 2e-3, f"a colour matrix + offset is not recovered (max error {error:.4f})"
+
+
+def test_deflicker_undoes_flicker_that_mixes_colour_channels():
+    # A per-frame grade such as a LUT mixes the channels (here a random colour matrix per frame): per-channel
+    # gains cannot undo it, a local colour matrix can.
+    clean = moving_clip(frames=10, step=1)
+    rng = np.random.default_rng(0)
+    matrices = torch.from_numpy((np.eye(3) + rng.uniform(-0.15, 0.15, (10, 3, 3))).astype(np.float32))
+    flickering = torch.einsum("thwj,tij->thwi", clean, matrices).clamp(0, 1)
+    out = deflicker(flickering, reference=clean)
+    error_in, error_out = warping_error(flickering, clean), warping_error(out, clean)
+    assert error_out < error_in / 500, f"warping error {error_in:.2e} -> {error_out:.2e}: channel mixing left"
+
+
+def test_deflicker_steadies_a_soft_edge_that_flickers_through_alpha():
+    # The person is recoloured frame by frame and blended through a soft alpha (as HarmoIm and the jitter
+    # protocol do): at the edge the change is alpha times the person's, and must be removed as such.
+    clean, mask, _ = make_portrait_clip(frames=1, height=64, width=80)
+    clean, mask = clean.repeat(10, 1, 1, 1), mask.repeat(10, 1, 1)
+    alpha = torch.from_numpy(np.stack([cv2.GaussianBlur(m.numpy(), (0, 0), 2.0) for m in mask]))
+    gains = torch.from_numpy(np.random.default_rng(0).uniform(0.8, 1.2, (10, 1, 1, 3)).astype(np.float32))
+    flickering = clean + alpha[..., None] * ((clean * gains).clamp(0, 1) - clean)
+    out = deflicker(flickering, reference=clean, mask=alpha)
+    edge = (alpha[0] > 0.05) & (alpha[0] < 0.95)
+
+    def change(frames):
+        return (frames[1:] - frames[:-1])[:, edge].abs().mean()
+
+    assert change(out) < change(flickering) / 5, (
+        f"the soft edge still changes {change(out):.4f} per frame (input {change(flickering):.4f})"
+    )
 
 
 def test_deflicker_keeps_a_moving_clip_moving_and_steadies_it():
@@ -146,21 +202,24 @@ def test_deflicker_never_pulls_colours_from_the_reference():
     )
 
 
-def test_deflicker_starts_afresh_at_a_shot_cut():
+@pytest.mark.parametrize("look_ahead", [False, True])
+def test_deflicker_starts_afresh_at_a_shot_cut(look_ahead):
     shot_a = texture(seed=1)[None].repeat(4, 1, 1, 1) * 0.6
     shot_b = texture(seed=7)[None].repeat(4, 1, 1, 1).flip(1)
     clip = torch.cat([shot_a, shot_b])
-    engine = Deflicker()
+    engine = Deflicker(look_ahead=look_ahead)
     out = engine.process(clip)
     assert engine.cuts == [4], f"expected one cut at frame 4, found {engine.cuts}"
     assert torch.allclose(out[4], clip[4], atol=1e-5), "the first frame after a cut must not carry the old shot"
     assert (out[5:] - clip[5:]).abs().mean() < 0.01, "frames after the cut drifted toward the old shot"
+    # Looking ahead must stop at the cut too: the old shot's frames do not take the new shot's colours.
+    assert (out[:4] - clip[:4]).abs().mean() < 0.01, "frames before the cut drifted toward the new shot"
 
 
-def test_streaming_in_chunks_equals_the_whole_clip():
+def test_causal_streaming_in_chunks_equals_the_whole_clip():
     clean, mask, _ = make_portrait_clip(frames=9, height=48, width=64)
     jittered = (clean * flicker_gains(9).view(-1, 1, 1, 1)).clamp(0, 1)
-    whole = deflicker(jittered, reference=clean, mask=mask)
+    whole = Deflicker().process(jittered, clean, mask)
     engine = Deflicker()
     parts = [engine.process(jittered[i : i + 4], clean[i : i + 4], mask[i : i + 4]) for i in range(0, 9, 4)]
     assert torch.allclose(torch.cat(parts), whole, atol=1e-6), "chunked streaming differs from the whole clip"
@@ -172,6 +231,9 @@ def test_deflicker_leaves_pixels_outside_the_mask_and_strength_zero_untouched():
     out = deflicker(jittered, mask=mask)
     outside = mask == 0
     assert torch.equal(out[outside], jittered[outside]), "pixels outside the mask were changed"
+    # Also with a reference that differs from the processed frames outside the mask.
+    out = deflicker(jittered, reference=clean, mask=mask)
+    assert torch.equal(out[outside], jittered[outside]), "pixels outside the mask were changed (with a reference)"
     assert torch.equal(deflicker(jittered, strength=0.0), jittered), "strength 0 must return the input"
 
 

@@ -134,11 +134,12 @@ def _ffmpeg_deflicker(frames, reference, alpha):
     return ffmpeg_deflicker(frames)
 
 
-def _ours_deflicker(use_reference: bool):
+def _ours_deflicker(use_reference: bool, look_ahead: bool = True):
     def run(frames, reference, alpha):
-        from ..deflicker import deflicker
+        from ..deflicker import Deflicker
 
-        return deflicker(frames, reference=reference if use_reference else None, mask=alpha)
+        reference = reference if use_reference else None
+        return Deflicker(look_ahead=look_ahead).process(frames, reference, alpha)
 
     return run
 
@@ -153,9 +154,11 @@ def deflicker_methods() -> Dict[str, Callable]:
         pass
     try:
         importlib.import_module("comfy_harmovid.deflicker")
-        # With the unprocessed clip for motion, and from the processed frames alone.
+        # With the unprocessed clip for motion, and from the processed frames alone; and causal, as the
+        # streamed pipeline runs it (each frame follows only the frames before it).
         methods["deflicker"] = _ours_deflicker(True)
         methods["deflicker-self-flow"] = _ours_deflicker(False)
+        methods["deflicker-causal"] = _ours_deflicker(True, look_ahead=False)
     except ImportError:
         pass
     return methods

@@ -96,7 +96,9 @@ def register(subparsers) -> None:
     deflicker = subparsers.add_parser(
         "deflicker",
         help="Remove lighting flicker from a processed video (flow-guided temporal consistency).",
-        description="Lighting Deflicker: keep each frame's detail, follow the previous output along the motion.",
+        description="Lighting Deflicker: keep each frame's detail, take its colours from the running mean of the "
+                    "frames before it along the motion (streamed in chunks, so causal; the node and the library's "
+                    "deflicker() hold the whole clip and also look ahead).",
     )
     deflicker.add_argument("--input", required=True, help="the flickering (processed) video")
     deflicker.add_argument("--mask", default=None, help="correct only inside this mask (white = foreground)")
