@@ -1,8 +1,10 @@
 """Per-frame image harmonization ("HarmoIm"): the weights-free statistics method and the learned one.
 
 The learned method (``LearnedHarmonizer``, network and training in ``comfy_harmovid.harmoim``) predicts a
-luminance-banded colour transform per frame from the composite and alpha, smooths it over time and
-applies it through the alpha; it needs the weights file the pack ships (or one you trained).
+luminance-banded colour transform per frame from the composite and alpha, holds it back where it asserts
+more than the scene supports (a bounded exposure change; no cooling of a person below a warm room's
+cast), smooths it over time and applies it through the alpha; it needs the weights file the pack ships
+(or one you trained).
 
 The statistics method moves the person part of the way toward the background's light, and only as far
 as the evidence supports:
@@ -45,6 +47,10 @@ METHODS = ("statistics", "learned")
 STATS_SIZE = 128  # short side (pixels) the statistics are measured at
 STATS_PIXELS = 8192  # at most this many pixels per region enter the statistics
 SAMPLE_PIXELS = 4096  # foreground pixels the affine colour map is fitted on
+# The most the learned method may change the person's mean luma (0..1): the median change the training
+# LUTs make (0.053 on the training people). Beyond it the network mostly asserts its prior of how bright
+# people are, learned from a handful of them: a darker-skinned person looks to it like an underexposed one.
+MAX_EXPOSURE_CHANGE = 0.05
 
 
 def _small(image: np.ndarray, size: int) -> torch.Tensor:
@@ -243,15 +249,24 @@ class LearnedHarmonizer:
     ``weights``: a weights file, a loaded ``HarmoImNet``, or None for the default weights. The predicted
     colour maps are smoothed over time (``temporal_smoothing`` = weight of the history) so that they do
     not flicker. The scene's light is read from the composite itself: a background plate is not needed.
+    Two restraints hold back what the network asserts from its prior of how people look rather than
+    reads from the scene (``harmoim.transform``): ``max_exposure_change`` is the most the person's mean
+    luma (0..1) may change (None: no limit; see ``MAX_EXPOSURE_CHANGE``), and ``scene_cast`` keeps the
+    person from losing more colour cast than the scene's light supports (``respect_scene_cast``).
     """
 
-    def __init__(self, strength: float = 1.0, *, weights=None, temporal_smoothing: float = 0.7):
+    def __init__(self, strength: float = 1.0, *, weights=None, temporal_smoothing: float = 0.7,
+                 max_exposure_change: Optional[float] = MAX_EXPOSURE_CHANGE, scene_cast: bool = True):
         from .harmoim import HarmoImNet, load_harmoim
 
         self.strength = check_strength(strength)
         if not 0.0 <= temporal_smoothing < 1.0:
             raise HarmoVidError(f"temporal_smoothing must be in [0, 1), got {temporal_smoothing}.")
+        if max_exposure_change is not None and not 0.0 <= max_exposure_change <= 1.0:
+            raise HarmoVidError(f"max_exposure_change must be in [0, 1] or None, got {max_exposure_change}.")
         self.temporal_smoothing = temporal_smoothing
+        self.max_exposure_change = max_exposure_change
+        self.scene_cast = scene_cast
         self.net = weights if isinstance(weights, HarmoImNet) else load_harmoim(weights)
         self._maps = None  # smoothed [K, 4, 3] colour maps of the previous frame
 
@@ -281,6 +296,8 @@ class LearnedHarmonizer:
 
     def _predict(self, frames: np.ndarray, alphas: np.ndarray) -> torch.Tensor:
         """The network's colour maps ``[T, K, 4, 3]`` for ``[T, H, W, 3]`` frames, seen at its input size."""
+        from .harmoim.transform import limit_exposure, respect_scene_cast
+
         size = (self.net.config.input_size,) * 2
         small = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
         small_alpha = np.stack([cv2.resize(a, size, interpolation=cv2.INTER_AREA) for a in alphas])
@@ -288,8 +305,14 @@ class LearnedHarmonizer:
         # A small network on small images: on the CPU, torch's threads cost more than they save.
         threads = one_torch_thread() if device.type == "cpu" else contextlib.nullcontext()
         with threads, torch.inference_mode():
-            composite = torch.from_numpy(small).permute(0, 3, 1, 2).to(device)
-            return self.net.predict_maps(composite, torch.from_numpy(small_alpha)[:, None].to(device)).cpu()
+            composite, alpha = torch.from_numpy(small).to(device), torch.from_numpy(small_alpha).to(device)
+            maps = self.net.predict_maps(composite.permute(0, 3, 1, 2), alpha[:, None])
+            pixels, weights = composite.flatten(1, 2), alpha.flatten(1)
+            if self.max_exposure_change is not None:
+                maps = limit_exposure(maps, pixels, weights, self.max_exposure_change)
+            if self.scene_cast:
+                maps = respect_scene_cast(maps, pixels, weights)
+            return maps.cpu()
 
 
 def available_methods() -> list:

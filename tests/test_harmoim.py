@@ -103,6 +103,68 @@ def test_harmonizers_write_into_a_reused_buffer_exactly_as_they_allocate(method)
         make().process(clip[:2], mask[:2], out=clip[:2])
 
 
+def test_exposure_limit_bounds_the_change_of_mean_luma_and_keeps_small_changes():
+    from comfy_harmovid.harmoim.transform import LUMA, apply_maps, limit_exposure
+
+    pixels, weights = 0.2 + 0.3 * torch.rand(2, 500, 3), torch.rand(2, 500)
+    identity = bounded_maps(torch.zeros(2, parameter_count(3)), 3)
+    brighten = identity.clone()
+    brighten[:, :, 3, :] += torch.tensor([0.3, 0.02]).view(2, 1, 1)  # a large and a small exposure change
+
+    def mean_luma(colours):
+        return (colours @ LUMA * weights).sum(1) / weights.sum(1)
+
+    limited = limit_exposure(brighten, pixels, weights, 0.05)
+    change = mean_luma(apply_maps(pixels, limited).clamp(0, 1)) - mean_luma(pixels)
+    assert abs(float(change[0]) - 0.05) < 1e-4, f"the large change became {float(change[0]):.4f}, not 0.05"
+    assert torch.allclose(limited[1], brighten[1]), "a change within the limit was altered"
+    assert torch.allclose(limit_exposure(identity, pixels, weights, 0.05), identity), "the identity was altered"
+
+
+def test_scene_cast_restraint_stops_cooling_a_person_below_a_warm_rooms_cast():
+    from comfy_harmovid.color import rgb_to_lab
+    from comfy_harmovid.harmoim.transform import apply_maps, respect_scene_cast
+
+    generator = torch.Generator().manual_seed(0)
+    noise = 0.03 * torch.rand(3, 400, 3, generator=generator)
+    scene = torch.tensor([[0.75, 0.55, 0.3], [0.75, 0.55, 0.3], [0.5, 0.5, 0.5]]).view(3, 1, 3)  # warm, warm, grey
+    person = torch.tensor([0.6, 0.45, 0.3]).view(1, 1, 3)  # as warm as the warm rooms
+    alpha = torch.cat([torch.ones(3, 200), torch.zeros(3, 200)], dim=1)
+    pixels = torch.cat([person.expand(3, 200, 3), scene.expand(3, 200, 3)], dim=1) + noise
+    identity = bounded_maps(torch.zeros(3, parameter_count(3)), 3)
+    maps = identity.clone()
+    maps[:, :, 3, :] += torch.tensor([[-0.08, 0.0, 0.1], [0.05, 0.0, -0.04], [-0.08, 0.0, 0.1]]).view(3, 1, 3)
+    # [0] cools the person in a warm room, [1] warms them there, [2] cools them in a grey room.
+    restrained = respect_scene_cast(maps, pixels, alpha)
+
+    def person_b(colours):
+        return rgb_to_lab(colours[:, :200])[..., 2].mean(1)
+
+    before, cooled = person_b(pixels), person_b(apply_maps(pixels, maps).clamp(0, 1))
+    after = person_b(apply_maps(pixels, restrained).clamp(0, 1))
+    assert cooled[0] < before[0] - 5, "the test map does not cool the person"
+    assert after[0] > before[0] - 1.5, f"in a warm room the person was still cooled from {before[0]:.1f} to {after[0]:.1f}"
+    assert torch.allclose(restrained[1:], maps[1:]), "warming in a warm room, or cooling in a grey one, was changed"
+
+
+def test_learned_harmonizer_limits_the_exposure_change_by_default():
+    clip, mask, _ = make_portrait_clip(frames=2, height=40, width=56)
+    net = tiny_net()
+    with torch.no_grad():  # a network that brightens everyone strongly
+        net.head[-1].weight.zero_()
+        net.head[-1].bias.zero_()
+        net.head[-1].bias[3 * 4 - 3 : 3 * 4] = 5.0  # band 0's offset row (R, G, B)
+        net.head[-1].bias[-1] = 5.0  # gate open
+    dark = clip * 0.3
+    free = LearnedHarmonizer(weights=net, max_exposure_change=None).process(dark, mask)
+    limited = LearnedHarmonizer(weights=net).process(dark, mask)
+    person = mask > 0.5
+    assert (free - dark)[person].mean() > 0.1, "the test network does not brighten the person"
+    assert (limited - dark)[person].mean() < 0.6 * (free - dark)[person].mean(), "the exposure limit did not hold back"
+    with pytest.raises(HarmoVidError, match="max_exposure_change"):
+        LearnedHarmonizer(weights=net, max_exposure_change=-0.1)
+
+
 def test_untrained_network_is_the_identity():
     clip, mask, _ = make_portrait_clip(frames=3, height=40, width=56)
     out = harmonize_frames(clip, mask, method="learned", weights=HarmoImNet(TINY))

@@ -12,18 +12,25 @@ pixel at any resolution.
 
 The network's raw outputs are bounded here (``tanh``) so that no prediction can wreck a frame, and a
 gate in 0..1 (the network's confidence that the subject needs correcting) scales the whole change.
+At inference two restraints can hold back what the network asserts from its prior of how people look
+(learned from a handful of them) rather than reads from the scene: ``limit_exposure`` and
+``respect_scene_cast``.
 """
 
 import cv2
 import numpy as np
 import torch
 
+from ..color import rgb_to_lab
 from ..flow import GREY_WEIGHTS
 
 LUMA = torch.from_numpy(GREY_WEIGHTS)  # BT.601 luma weights, as a tensor
 
 MAX_MATRIX_CHANGE = 0.6  # largest change of any colour-matrix entry from the identity
 MAX_OFFSET = 0.35  # largest offset, in 0..1 colour units
+# A background cast (mean Lab a/b) weaker than the first value has no direction worth trusting;
+# from the second on, ``respect_scene_cast`` applies in full.
+SCENE_CAST_FADE = (5.0, 15.0)
 STRIP_ROWS = 32  # rows the fast path maps at a time: a strip's scratch arrays stay in the CPU cache
 
 
@@ -41,8 +48,7 @@ def bounded_maps(raw: torch.Tensor, bands: int) -> torch.Tensor:
     change = raw[:, : 12 * bands].view(batch, bands, 4, 3).tanh()
     scale = raw.new_tensor([MAX_MATRIX_CHANGE] * 3 + [MAX_OFFSET]).view(1, 1, 4, 1)
     gate = torch.sigmoid(raw[:, 12 * bands :]).view(batch, 1, 1, 1)
-    identity = torch.cat([torch.eye(3, dtype=raw.dtype, device=raw.device), raw.new_zeros(1, 3)])
-    return identity + gate * scale * change
+    return _identity_map(raw) + gate * scale * change
 
 
 def band_weights(luma: torch.Tensor, bands: int) -> torch.Tensor:
@@ -62,6 +68,53 @@ def apply_maps(pixels: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     offsets = maps[:, :, 3, :].reshape(batch, 1, bands * 3)
     mapped = torch.baddbmm(offsets, pixels, matrices).view(batch, count, bands, 3)
     return (mapped * weights.unsqueeze(-1)).sum(dim=2)
+
+
+def limit_exposure(maps: torch.Tensor, pixels: torch.Tensor, weights: torch.Tensor, max_change: float) -> torch.Tensor:
+    """``maps`` ``[B, K, 4, 3]`` scaled per image so that they change the mean luma of ``pixels`` ``[B, N, 3]``
+    (weighted by ``weights`` ``[B, N]``, e.g. the alpha) by at most ``max_change``; colour ratios are kept."""
+    def mean_luma(colours):
+        return (colours @ LUMA.to(colours) * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
+
+    before, after = mean_luma(pixels), mean_luma(apply_maps(pixels, maps).clamp(0.0, 1.0))
+    wanted = before + (after - before).clamp(-max_change, max_change)
+    return maps * (wanted / after.clamp(min=1e-4)).view(-1, 1, 1, 1)
+
+
+def _identity_map(like: torch.Tensor) -> torch.Tensor:
+    """The identity affine map ``[4, 3]`` (rows R, G, B, 1), of ``like``'s dtype and device."""
+    return torch.cat([torch.eye(3, dtype=like.dtype, device=like.device), like.new_zeros(1, 3)])
+
+
+def respect_scene_cast(maps: torch.Tensor, pixels: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """``maps`` ``[B, K, 4, 3]`` shrunk toward the identity where they would take the person's colour cast
+    below the scene's: in a warm room people look warm, and cooling them is the network mistaking the
+    room's light for a grade.
+
+    Along the direction of the background's mean cast (Lab a/b of ``pixels`` ``[B, N, 3]`` where
+    ``alpha`` ``[B, N]`` < 0.1), the person (alpha > 0.5) may lose cast down to the lesser of their own
+    and the background's, not below; a map that goes further is shrunk just enough. The rule fades in
+    with the strength of the background's cast (``SCENE_CAST_FADE``).
+    """
+    person, scene = (alpha > 0.5).to(pixels), (alpha < 0.1).to(pixels)
+
+    def mean_ab(colours, weight):
+        return (rgb_to_lab(colours)[..., 1:] * weight[..., None]).sum(1) / weight.sum(1, keepdim=True).clamp(min=1.0)
+
+    before, after = mean_ab(pixels, person), mean_ab(apply_maps(pixels, maps).clamp(0.0, 1.0), person)
+    cast = mean_ab(pixels, scene)  # [B, 2]
+    strength = cast.norm(dim=-1)
+    direction = cast / strength.clamp(min=1e-6).unsqueeze(-1)
+    along_before, along_after, along_scene = ((c * direction).sum(-1) for c in (before, after, cast))
+    floor = torch.minimum(along_before, along_scene)
+    # Below the floor the map is shrunk so that the person ends on it (the cast moves about linearly).
+    keep = ((along_before - floor) / (along_before - along_after).clamp(min=1e-6)).clamp(0.0, 1.0)
+    keep = torch.where(along_after < floor, keep, torch.ones_like(keep))
+    fade = ((strength - SCENE_CAST_FADE[0]) / (SCENE_CAST_FADE[1] - SCENE_CAST_FADE[0])).clamp(0.0, 1.0)
+    enough = (person.sum(1) >= 16) & (scene.sum(1) >= 16)  # too few pixels to measure: leave the map
+    keep = torch.where(enough, 1.0 - fade * (1.0 - keep), torch.ones_like(keep))
+    identity = _identity_map(maps)
+    return identity + keep.view(-1, 1, 1, 1) * (maps - identity)
 
 
 def apply_through_alpha(frames: torch.Tensor, alpha: torch.Tensor, maps: torch.Tensor, strength: float = 1.0):
