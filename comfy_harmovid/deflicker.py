@@ -170,7 +170,8 @@ class _WorkFrame:
     mask: np.ndarray  # [h, w] 1 = correct here
     background: Optional[np.ndarray]  # [h, w, 3] what the processed layer was blended over (None: no mask)
     # Flow from the previous frame to this one, and how far this frame's running mean can be followed
-    # on the previous frame (for the backward pass); None at the first frame of a shot.
+    # on the previous frame (for the backward pass; at motion resolution); None at the first frame of a
+    # shot, and without look-ahead.
     flow_to_next: Optional[np.ndarray] = None
     trust_on_previous: Optional[np.ndarray] = None
     # The forward pass: the running mean up to this frame and how many frames it holds (per pixel).
@@ -236,7 +237,8 @@ class Deflicker:
         height, width = image.shape[:2]
         factor = min(height, width) / self.work_size
         if factor <= 1.0:
-            return image
+            # A copy: the state outlives the chunk, whose buffer the caller may reuse for the next one.
+            return image.copy()
         if factor.is_integer():  # OpenCV's much faster path for whole factors
             return cv2.resize(image, None, fx=1.0 / factor, fy=1.0 / factor, interpolation=cv2.INTER_AREA)
         size = (max(8, round(width / factor)), max(8, round(height / factor)))
@@ -310,6 +312,7 @@ class Deflicker:
         history = None
         if previous is not None and previous.processed.shape == current.processed.shape:
             link = self._link(previous, current)
+            previous.motion = None  # linked: no longer needed (a whole clip's worth would add up)
             if link is None:
                 self.cuts.append(self._index)
             else:
@@ -358,6 +361,7 @@ class Deflicker:
         if history is None:
             return processed, np.full(processed.shape[:2], 1.0 + self.anchor_frames, np.float32)
         mean, previous_count, flow, trust = history
+        flow, trust = _resize_flow(flow, processed.shape[:2]), _resize(trust, processed.shape[:2])
         longest = 1.0 / (1.0 - self.temporal_weight)
         count = 1.0 + trust * np.minimum(warp(previous_count, flow).numpy(), longest - 1.0)
         share = ((count - 1.0) / count)[..., None]
@@ -378,7 +382,7 @@ class Deflicker:
 
     def _link(self, previous: _WorkFrame, current: _WorkFrame):
         """Flows both ways between two consecutive frames and where each frame's running mean can be
-        followed on the other, at work resolution: ``(flow current->previous, trust on current, flow
+        followed on the other, at motion resolution: ``(flow current->previous, trust on current, flow
         previous->current, trust on previous)``, the last two None without look-ahead; None at a shot cut."""
         here, there = current.motion, previous.motion
         flow_back = dis_flow(here.guide, there.guide, preset=self.flow_preset)
@@ -386,14 +390,13 @@ class Deflicker:
         visible = occlusion_mask(flow_back, flow_forward, motion_boundaries=False).numpy()
         if visible.mean() < self.cut_visible_fraction:
             return None
-        flow_back, work = flow_back.numpy(), current.mask.shape
-        to_previous = (_resize_flow(flow_back, work), _resize(self._trust(visible, flow_back, here, there), work))
+        flow_back = flow_back.numpy()
+        to_previous = (flow_back, self._trust(visible, flow_back, here, there))
         if not self.look_ahead:
             return (*to_previous, None, None)
         visible_there = occlusion_mask(flow_forward, flow_back, motion_boundaries=False).numpy()
         flow_forward = flow_forward.numpy()
-        trust_there = self._trust(visible_there, flow_forward, there, here)
-        return (*to_previous, _resize_flow(flow_forward, work), _resize(trust_there, work))
+        return (*to_previous, flow_forward, self._trust(visible_there, flow_forward, there, here))
 
     def _trust(self, visible, flow, here: _Motion, there: _Motion) -> np.ndarray:
         """Per pixel of ``here``, 0..1: how far ``there``'s running mean, carried by ``flow``, can be followed."""
