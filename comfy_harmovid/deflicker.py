@@ -48,7 +48,6 @@ from .progress import ProgressCallback, report
 from .validate import check_frames, check_mask, check_same_length, check_same_size, check_strength
 
 
-
 def _detail(grey: np.ndarray) -> np.ndarray:
     """Structure of a grey image at a few pixels' scale (a band-pass): flicker leaves it alone, and
     sub-pixel flow errors on fine texture barely touch it."""
@@ -111,15 +110,17 @@ def fit_local_colour_map(source, target, weight, *, radius: int, regularization:
     products = [weight, *weighted_s, *(weight * plane for plane in t)]
     products += [weighted_s[i] * s[j] for i, j in _SYMMETRIC]
     products += [weighted_s[j] * t[k] for j in range(3) for k in range(3)]
-    sums = cv2.split(_box(cv2.merge(products), radius))  # window sums, one pass for all 22
+    sums = cv2.split(_box(cv2.merge(products), radius))  # window means of all 22 products in one pass
     w_sum = sums[0]
     inverse_w = 1.0 / np.maximum(w_sum, 1e-6)
     mean_s, mean_t = [plane * inverse_w for plane in sums[1:4]], [plane * inverse_w for plane in sums[4:7]]
     var_s = [sums[7 + n] * inverse_w - mean_s[i] * mean_s[j] for n, (i, j) in enumerate(_SYMMETRIC)]
     cov_st = [[sums[13 + 3 * j + k] * inverse_w - mean_s[j] * mean_t[k] for k in range(3)] for j in range(3)]
-    for i in range(3):  # ridge toward the identity: A^T = (cov_ss + eps I)^-1 (cov_st + eps I)
-        var_s[(0, 3, 5)[i]] += regularization
-        cov_st[i][i] += regularization
+    # Ridge toward the identity: A^T = (cov_ss + eps I)^-1 (cov_st + eps I).
+    for n, (i, j) in enumerate(_SYMMETRIC):
+        if i == j:
+            var_s[n] += regularization
+            cov_st[i][i] += regularization
     inverse = _inverse_symmetric(*var_s)
     change = [[inverse[j][0] * cov_st[0][k] + inverse[j][1] * cov_st[1][k] + inverse[j][2] * cov_st[2][k]
                for j in range(3)] for k in range(3)]  # A, row k
@@ -134,21 +135,10 @@ def fit_local_colour_map(source, target, weight, *, radius: int, regularization:
     return _box(_fill_from_neighbours(coefficients, confidence, fill_radius), radius)
 
 
-def apply_colour_map(coefficients: np.ndarray, image: np.ndarray, alpha=None, background=None) -> np.ndarray:
-    """``A @ image + b`` per pixel, for a map from :func:`fit_local_colour_map` of the image's size.
-
-    With ``alpha`` (``[h, w]``) and the unprocessed ``background`` the image was blended over
-    (``image = background + alpha (layer - background)``), the map changes the processed layer only:
-    ``image + alpha ((A - I) @ layer + b)``, computed as ``image + (A - I) @ (image - (1 - alpha)
-    background) + alpha b``. At a soft edge the layer is not the pixel: scaling the pixel by ``A``
-    would scale the unprocessed share too, by a different amount in every frame.
-    """
+def apply_colour_map(coefficients: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """``A @ image + b`` per pixel, for a map from :func:`fit_local_colour_map` of the image's size."""
     change = coefficients[..., :9].reshape(*image.shape[:2], 3, 3)
-    offset = coefficients[..., 9:]
-    if alpha is None:
-        return image + (change @ image[..., None])[..., 0] + offset
-    foreground = image - (1.0 - alpha[..., None]) * background
-    return image + (change @ foreground[..., None])[..., 0] + alpha[..., None] * offset
+    return image + (change @ image[..., None])[..., 0] + coefficients[..., 9:]
 
 
 @dataclass
@@ -414,9 +404,14 @@ class Deflicker:
         return (trust * np.clip(foreground_both * 2.0, 0.0, 1.0)).astype(np.float32)
 
     def _render(self, frame, mask, background, region, colour_map: np.ndarray, result: np.ndarray) -> None:
-        """Apply the colour map to the full-resolution ``frame`` into ``result`` (``[H, W, 3]``, in place),
-        as :func:`apply_colour_map` does, through the ``mask`` when there is one. The map covers
-        ``region`` (full-resolution rows and columns); outside it the frame is copied."""
+        """Apply the colour map to the full-resolution ``frame`` into ``result`` (``[H, W, 3]``, in place).
+
+        Without a mask: ``frame + (A - I) @ frame + b``. With one, the frame is ``background + alpha
+        (layer - background)`` and the map changes the processed layer only: ``frame + alpha ((A - I)
+        @ layer + b)``, that is ``frame + (A - I) @ (frame - (1 - alpha) background) + alpha b``. At a
+        soft edge the layer is not the pixel: scaling the pixel by ``A`` would scale the unprocessed
+        share too, by a different amount in every frame. The map covers ``region`` (full-resolution
+        rows and columns); outside it the frame is copied."""
         processed = _numpy(frame)
         height, width = processed.shape[:2]
         rows, cols = region
@@ -519,6 +514,8 @@ def deflicker(
 
     ``reference``: the unprocessed video, used for motion only (optional). ``mask`` ``[T, H, W]``,
     1 = foreground: restrict the correction to the foreground (optional). ``strength`` 0..1. The whole
-    clip is one chunk: every frame follows the frames before and after it.
+    clip is one chunk: every frame follows the frames before and after it (this holds the clip at work
+    resolution, about 5 MB per frame at 720p, besides the frames; :class:`Deflicker` streams causally
+    in bounded memory).
     """
     return Deflicker(strength, look_ahead=True).process(frames, reference, mask, progress=progress)
