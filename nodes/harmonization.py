@@ -113,7 +113,9 @@ class HarmoVidLightingDeflicker:
                     "IMAGE",
                     {
                         "tooltip": "The unprocessed video (e.g. the composite before harmonization), same size and "
-                        "length; used for motion only. Without it the motion is taken from the frames themselves."
+                        "length; used for the motion and, with the mask, to tell the person from what is behind at "
+                        "soft edges (its colours are never copied). Without it the motion is taken from the frames "
+                        "themselves."
                     },
                 ),
                 "mask": (
