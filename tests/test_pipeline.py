@@ -37,8 +37,13 @@ def test_harmonize_writes_background_sized_video_with_foreground_sound(clip_file
 def test_streaming_in_small_chunks_equals_large_chunks(clip_files, tmp_path):
     small = run(clip_files, tmp_path / "small.mkv", settings=HarmonizeSettings(chunk_frames=2))
     large = run(clip_files, tmp_path / "large.mkv", settings=HarmonizeSettings(chunk_frames=16))
-    difference = (io.read_video(small.path).frames - io.read_video(large.path).frames).abs().max()
-    assert difference == 0, f"chunking changed the output by up to {difference * 255:.1f}/255: state is lost"
+    difference = (io.read_video(small.path).frames - io.read_video(large.path).frames).abs()
+    # The network's batched arithmetic differs in the last float bit between batch sizes, which may flip
+    # the 8-bit rounding of a rare pixel; lost state between chunks would change far more.
+    changed = float((difference > 0).float().mean())
+    assert difference.max() <= 1.01 / 255 and changed < 1e-3, (
+        f"chunking changed {changed:.2%} of the values, by up to {float(difference.max()) * 255:.1f}/255: state is lost"
+    )
 
 
 @pytest.mark.parametrize("policy", ["loop", "ping-pong", "hold"])
