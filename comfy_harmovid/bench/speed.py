@@ -17,7 +17,7 @@ import torch
 from ..errors import HarmoVidError
 from ..filters import resize
 from ..io import VideoWriter, probe_video
-from ..pipeline import FrameFetcher, harmonize_video
+from ..pipeline import FrameFetcher, HarmonizeSettings, harmonize_video
 from ..samples import sample_path
 from .isolated import main_for, peak_rss_mib, run_isolated
 
@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     parser.add_argument("--memory-frames", default="150,600",
                         help="clip lengths for the memory-vs-length runs at --memory-size ('' skips them)")
     parser.add_argument("--memory-size", default="1080p", choices=sorted(RESOLUTIONS))
+    parser.add_argument("--harmonize-method", default="auto", choices=("auto", "statistics", "learned"),
+                        help="the HarmoIm method the pipeline runs (default auto: learned when its weights are present)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.set_defaults(func=run)
 
@@ -51,21 +53,22 @@ def make_input(sample: str, path: Path, frames: int, height: int, width: int) ->
 def measure(job: dict) -> dict:
     """One pipeline run (in a fresh process): per-stage fps and peak memory."""
     start = time.perf_counter()
-    result = harmonize_video(job["foreground"], job["background"], job["output"], audio="none")
+    settings = HarmonizeSettings(harmonize_method=job["harmonize_method"])
+    result = harmonize_video(job["foreground"], job["background"], job["output"], settings=settings, audio="none")
     seconds = time.perf_counter() - start
     stages = {name: round(result.frames / s, 1) for name, s in result.seconds_per_stage.items() if s > 0}
     return {"frames": result.frames, "total_fps": round(result.frames / seconds, 2), "stage_fps": stages,
             "peak_rss_mib": round(peak_rss_mib(), 1)}
 
 
-def _job(folder: Path, label: str, frames: int) -> dict:
+def _job(folder: Path, label: str, frames: int, harmonize_method: str) -> dict:
     height, width = RESOLUTIONS[label]
     # A portrait foreground of the same height (the carphone clip's 11:9 shape), over a full-frame street.
     fg_width = round(height * 176 / 144 / 2) * 2
     foreground = make_input("carphone", folder / f"fg_{label}_{frames}.mp4", frames, height, fg_width)
     background = make_input("bikes", folder / f"bg_{label}_{frames}.mp4", frames, height, width)
     return {"foreground": str(foreground), "background": str(background),
-            "output": str(folder / f"out_{label}_{frames}.mp4")}
+            "output": str(folder / f"out_{label}_{frames}.mp4"), "harmonize_method": harmonize_method}
 
 
 def run(args) -> int:
@@ -74,14 +77,14 @@ def run(args) -> int:
     if unknown:
         raise HarmoVidError(f"Unknown size(s) {', '.join(unknown)}; choose from {', '.join(RESOLUTIONS)}.")
     memory_frames = [int(v) for v in args.memory_frames.split(",") if v.strip()]
-    results = {"speed": [], "memory": [], "threads": torch.get_num_threads()}
+    results = {"speed": [], "memory": [], "threads": torch.get_num_threads(), "harmonize_method": args.harmonize_method}
     with tempfile.TemporaryDirectory(prefix="harmovid-speed-") as folder:
         folder = Path(folder)
         for label in sizes:
-            outcome = run_isolated(__name__, _job(folder, label, args.frames))
+            outcome = run_isolated(__name__, _job(folder, label, args.frames, args.harmonize_method))
             results["speed"].append({"size": label, **outcome})
         for frames in memory_frames:
-            outcome = run_isolated(__name__, _job(folder, args.memory_size, frames))
+            outcome = run_isolated(__name__, _job(folder, args.memory_size, frames, args.harmonize_method))
             results["memory"].append({"size": args.memory_size, **outcome})
     _print_tables(results)
     if args.json:
@@ -98,7 +101,8 @@ def _print_tables(results: dict) -> None:
             continue
         stage = [str(row["stage_fps"].get(name, "-")) for name in STAGES]
         print(" | ".join([row["size"], str(row["frames"]), *stage, str(row["total_fps"]), str(row["peak_rss_mib"])]))
-    print(f"(frames per second per stage; {results['threads']} torch threads)")
+    print(f"(frames per second per stage; {results['threads']} torch threads; HarmoIm method "
+          f"{results['harmonize_method']})")
 
 
 if __name__ == "__main__":
