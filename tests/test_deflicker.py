@@ -124,11 +124,17 @@ def test_deflicker_keeps_processed_gradients():
     assert spread < offsets[1:].std() / 3, "the additive flicker was not removed"
 
 
+def jittered_portrait(frames: int, amplitude: float, seed: int):
+    """``(clean, mask, jittered)``: a synthetic portrait whose foreground gets its own random colour cast
+    (up to ``amplitude`` per channel) in every frame."""
+    clean, mask, _ = make_portrait_clip(frames=frames, height=64, width=80)
+    rng = np.random.default_rng(seed)
+    casts = torch.from_numpy(rng.uniform(-amplitude, amplitude, (frames, 1, 1, 3)).astype(np.float32))
+    return clean, mask, (clean + casts * mask[..., None]).clamp(0, 1)
+
+
 def test_deflicker_reduces_foreground_warping_error_on_synthetic_flicker():
-    clean, mask, _ = make_portrait_clip(frames=10, height=64, width=80)
-    rng = np.random.default_rng(0)
-    casts = torch.from_numpy(rng.uniform(-0.08, 0.08, (10, 1, 1, 3)).astype(np.float32))
-    jittered = (clean + casts * mask[..., None]).clamp(0, 1)
+    clean, mask, jittered = jittered_portrait(10, 0.08, seed=0)
     out = deflicker(jittered, reference=clean, mask=mask)
     error_in = warping_error(jittered, clean, mask)
     error_out = warping_error(out, clean, mask)
@@ -140,10 +146,7 @@ def test_deflicker_reduces_foreground_warping_error_on_synthetic_flicker():
 def test_deflicker_brings_flickering_frames_closer_to_the_clean_clip():
     # Each frame's foreground gets its own random colour cast (the jitter protocol in small): the
     # output must be steadier than the input without drifting further from the clean clip.
-    clean, mask, _ = make_portrait_clip(frames=16, height=64, width=80)
-    rng = np.random.default_rng(3)
-    casts = torch.from_numpy(rng.uniform(-0.1, 0.1, (16, 1, 1, 3)).astype(np.float32))
-    jittered = (clean + casts * mask[..., None]).clamp(0, 1)
+    clean, mask, jittered = jittered_portrait(16, 0.1, seed=3)
     out = deflicker(jittered, reference=clean, mask=mask)
     inside = mask[..., None].expand_as(clean) > 0.5
     error_in = (jittered - clean)[inside].pow(2).mean()
