@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from .errors import HarmoVidError
+from .filters import float_array
 from .flow import GREY_WEIGHTS, dis_flow, occlusion_mask, warp
 from .progress import ProgressCallback, report
 from .validate import check_frames, check_mask, check_same_length, check_same_size, check_strength
@@ -276,10 +277,10 @@ class Deflicker:
         return out.to(frames.device)
 
     def _work_frame(self, frame, reference, mask) -> _WorkFrame:
-        processed = _numpy(frame)
+        processed = float_array(frame)
         small = self._shrink(processed)
-        guide_source = small if reference is None else self._shrink(_numpy(reference))
-        mask_small = np.ones(small.shape[:2], np.float32) if mask is None else self._shrink(_numpy(mask))
+        guide_source = small if reference is None else self._shrink(float_array(reference))
+        mask_small = np.ones(small.shape[:2], np.float32) if mask is None else self._shrink(float_array(mask))
         motion = self._motion(guide_source @ GREY_WEIGHTS, mask_small, reference is not None)
         return _WorkFrame(small, motion, mask_small, None if mask is None else guide_source)
 
@@ -412,7 +413,7 @@ class Deflicker:
         soft edge the layer is not the pixel: scaling the pixel by ``A`` would scale the unprocessed
         share too, by a different amount in every frame. The map covers ``region`` (full-resolution
         rows and columns); outside it the frame is copied."""
-        processed = _numpy(frame)
+        processed = float_array(frame)
         height, width = processed.shape[:2]
         rows, cols = region
         if (rows.stop - rows.start) * (cols.stop - cols.start) < height * width:
@@ -421,8 +422,8 @@ class Deflicker:
             return
         processed = processed[rows, cols]
         if mask is not None:
-            alpha = np.ascontiguousarray(_numpy(mask)[rows, cols])
-            background = _numpy(background)[rows, cols]
+            alpha = np.ascontiguousarray(float_array(mask)[rows, cols])
+            background = float_array(background)[rows, cols]
         self._apply(processed, alpha if mask is not None else None, background, colour_map, result[rows, cols])
 
     def _apply(self, processed, alpha, background, colour_map, result) -> None:
@@ -496,10 +497,6 @@ def _resize_flow(flow: np.ndarray, shape) -> np.ndarray:
         resized[..., 0] *= shape[1] / flow.shape[1]
         resized[..., 1] *= shape[0] / flow.shape[0]
     return resized
-
-
-def _numpy(tensor) -> np.ndarray:
-    return np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).numpy())
 
 
 def deflicker(

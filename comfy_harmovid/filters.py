@@ -19,6 +19,14 @@ import torch
 import torch.nn.functional as F
 
 
+def float_array(x) -> np.ndarray:
+    """``x`` (a tensor on any device, or an array) as a C-contiguous float32 numpy array, as OpenCV wants it
+    (no copy when it already is one)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float32).numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 @contextlib.contextmanager
 def one_torch_thread():
     """Run the torch operations inside the block on one thread (the setting is restored after).

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .errors import HarmoVidError
+from .filters import float_array
 
 PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -29,18 +30,12 @@ def _dis(preset: str):
     return dis
 
 
-def _numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().to("cpu", torch.float32).numpy()
-    return np.asarray(x, dtype=np.float32)
-
-
 GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601 luma
 
 
 def to_grey_uint8(frame) -> np.ndarray:
     """``[H, W, 3]`` or ``[H, W]`` float 0..1 (tensor or array) -> ``[H, W]`` uint8 luma."""
-    image = _numpy(frame)
+    image = float_array(frame)
     if image.ndim == 3:
         if image.shape[-1] != 3:
             raise HarmoVidError(f"flow: expected a frame [H, W, 3] or [H, W], got shape {image.shape}.")
@@ -89,7 +84,7 @@ def warp(image, flow) -> torch.Tensor:
     ``image`` is ``[H, W, C]`` (any C) or ``[H, W]``; ``flow`` is ``[H, W, 2]``. Returns a float32 tensor
     of the image's shape.
     """
-    source, flow_np = _numpy(image), _numpy(flow)
+    source, flow_np = float_array(image), float_array(flow)
     if flow_np.ndim != 3 or flow_np.shape[-1] != 2:
         raise HarmoVidError(f"warp: expected a flow [H, W, 2], got shape {flow_np.shape}.")
     if source.shape[:2] != flow_np.shape[:2]:
@@ -125,7 +120,7 @@ def occlusion_mask(
     forward flow's gradient is large (``|grad u|^2 + |grad v|^2 > 0.01 |w|^2 + 0.002``). Pixels that
     flow outside the frame are not visible.
     """
-    forward, backward = _numpy(flow_forward), _numpy(flow_backward)
+    forward, backward = float_array(flow_forward), float_array(flow_backward)
     if forward.shape != backward.shape or forward.ndim != 3 or forward.shape[-1] != 2:
         raise HarmoVidError(
             f"occlusion_mask: expected two flows [H, W, 2] of the same size, got {forward.shape} and {backward.shape}."

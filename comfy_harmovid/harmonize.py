@@ -31,7 +31,7 @@ import torch
 
 from .color import lab_to_rgb, rgb_to_lab
 from .errors import HarmoVidError
-from .filters import one_torch_thread
+from .filters import float_array, one_torch_thread
 from .progress import ProgressCallback, report
 from .validate import (
     check_frames,
@@ -61,10 +61,6 @@ def _small(image: np.ndarray, size: int) -> torch.Tensor:
         image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
                            interpolation=cv2.INTER_AREA)
     return torch.from_numpy(np.ascontiguousarray(image))
-
-
-def _numpy(x: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
 
 
 def _subsample(pixels: torch.Tensor, limit: int) -> torch.Tensor:
@@ -173,8 +169,8 @@ class StatisticsHarmonizer:
             check_same_size(composite, background_chunk, "composite", "background")
             check_same_length(composite, background_chunk, "composite", "background")
         for t in range(composite.shape[0]):
-            background = None if background_chunk is None else _numpy(background_chunk[t])
-            result[t] = torch.from_numpy(self._frame(_numpy(composite[t]), _numpy(alpha[t]), background))
+            background = None if background_chunk is None else float_array(background_chunk[t])
+            result[t] = torch.from_numpy(self._frame(float_array(composite[t]), float_array(alpha[t]), background))
         return result.to(composite.device)
 
     def _frame(self, frame: np.ndarray, alpha: np.ndarray, background: Optional[np.ndarray]) -> np.ndarray:
@@ -280,7 +276,7 @@ class LearnedHarmonizer:
 
         composite, alpha = _checked_chunk(composite_chunk, alpha_chunk)
         result = _output_buffer(out, composite)
-        frames, alphas = _numpy(composite), _numpy(alpha)
+        frames, alphas = float_array(composite), float_array(alpha)
         maps = self._predict(frames, alphas)  # [T, K, 4, 3]
         target = result.numpy()
         for t in range(target.shape[0]):

@@ -1,7 +1,7 @@
 """The HarmoVid diffusion nodes: Loader, Encode, MultiDiffusion Tiler, Sampler, Decode, Detail Transfer.
 
-Loader -> Encode -> (Tiler) -> Sampler -> Decode (-> Detail Transfer). The latents stay on the model's device between these
-nodes; only Decode's IMAGE goes to ComfyUI's intermediate device.
+Loader -> Encode -> (Tiler) -> Sampler -> Decode (-> Detail Transfer). The latents stay on the model's
+device between these nodes; only Decode's IMAGE goes to ComfyUI's intermediate device.
 """
 
 from comfy_harmovid.errors import HarmoVidError

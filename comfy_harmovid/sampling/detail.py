@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import HarmoVidError
+from ..filters import float_array
 from ..progress import ProgressCallback, report
 from ..validate import check_frames, check_same_length, check_same_size
 
@@ -78,14 +79,13 @@ def transfer_light(
             f"got {out.dtype} {tuple(out.shape)} on {out.device}."
         )
     for t in range(frame_count):
-        change = (harmonized[t].detach().to("cpu", torch.float32) - reconstruction[t].detach().to("cpu", torch.float32))
-        change = np.ascontiguousarray(change.numpy())
+        change = float_array(harmonized[t]) - float_array(reconstruction[t])
         if radius > 0:
             change = cv2.GaussianBlur(change, (0, 0), radius)
         if not same_size:
             change = cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)
         frame = out[t].numpy()
-        frame[...] = composite[t].detach().to("cpu", torch.float32).numpy()
+        frame[...] = float_array(composite[t])
         frame += change
         np.clip(frame, 0.0, 1.0, out=frame)
         report(progress, t + 1, frame_count)
