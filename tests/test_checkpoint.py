@@ -29,6 +29,18 @@ def tiny_model(**overrides) -> HarmoVidTransformer:
     return model
 
 
+# A file round trip promises bit-identical weights, not bit-identical outputs: two module instances hold
+# their tensors at different memory addresses, and some CPUs' matmul kernels pick a different blocking
+# (and so summation order) by alignment. Outputs agree to float32 rounding: 2.4e-7 was seen on AMD EPYC.
+OUTPUT_TOLERANCE = dict(rtol=1e-5, atol=1e-5)
+
+
+def assert_same_weights(loaded, original, what):
+    reference = dict(original.named_parameters())  # buffers such as positional tables are rebuilt, not stored
+    different = [name for name, value in loaded.named_parameters() if not torch.equal(value, reference[name])]
+    assert not different, f"the {what} changed weights on the round trip: {different[:5]}"
+
+
 def run(model, seed=0):
     generator = torch.Generator().manual_seed(seed)
     latents = [torch.randn(1, 4, 3, 4, 6, generator=generator) for _ in range(3)]
@@ -49,7 +61,8 @@ def test_save_then_load_gives_identical_outputs(tmp_path, layout):
     path = save_transformer(model, tmp_path / "harmovid.safetensors")
     loaded = load_transformer(path)
     assert loaded.config == model.config, "the config did not survive the round trip"
-    assert torch.equal(run(model), run(loaded)), "the loaded model gives different outputs"
+    assert_same_weights(loaded, model, "transformer")
+    torch.testing.assert_close(run(loaded), run(model), **OUTPUT_TOLERANCE, msg="the loaded model gives different outputs")
     assert not loaded.training, "a loaded model should be in eval mode"
 
 
@@ -148,7 +161,9 @@ def test_vae_round_trips_through_file_and_diffusers_folder(tmp_path):
     vae.save_pretrained(tmp_path / "CogVideoX-tiny" / "vae")
     from_folder = load_vae(tmp_path / "CogVideoX-tiny")  # the repo root: its vae/ sub-folder is used
     for name, loaded in (("file", from_file), ("diffusers folder", from_folder)):
-        assert torch.equal(loaded.encode(frames), reference), f"the VAE loaded from a {name} encodes differently"
+        assert_same_weights(loaded.vae, vae, f"VAE loaded from a {name}")
+        torch.testing.assert_close(loaded.encode(frames), reference, **OUTPUT_TOLERANCE,
+                                   msg=f"the VAE loaded from a {name} encodes differently")
     assert load_vae(tmp_path / "vae.safetensors", dtype="bf16").dtype == torch.bfloat16
 
 
