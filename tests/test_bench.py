@@ -62,6 +62,57 @@ def test_harmonize_protocol_is_deterministic_and_scores_identity_as_the_composit
     json.loads(report.dumps(first))  # valid JSON, infinities included
 
 
+def test_all_pairs_scores_every_clip_with_every_lut_and_reports_the_spread():
+    portraits, luts = synthetic_portraits(), small_luts()
+    result, sheet_rows = run_harmonize_protocol(portraits, luts, all_pairs=True, sheet=False,
+                                                methods=["identity", "color-matcher-reinhard"])
+    assert set(result["cases"]) == {"synthetic0/warm", "synthetic0/swap", "synthetic1/warm", "synthetic1/swap"}
+    assert sheet_rows == [], "no contact sheet was asked for"
+    spread = result["spread"]["color-matcher-reinhard"]
+    gains = [rows["color-matcher-reinhard"]["fpsnr"] - rows["identity"]["fpsnr"] for rows in result["clips"].values()]
+    assert spread["cases"] == 4 and spread["gain"] == pytest.approx(sum(gains) / 4, abs=1e-9)
+    assert spread["worst"] == pytest.approx(min(gains), abs=1e-9) and spread["worst"] <= spread["p10"] <= spread["gain"] + 1e-9
+    assert spread["worse"] == pytest.approx(sum(g < -0.5 for g in gains) / 4)
+    assert result["spread"]["identity"]["gain"] == 0.0
+    assert "gain over doing nothing" in report.format_report(result)
+
+
+def test_binary_mask_composites_through_the_mask_not_the_soft_alpha():
+    clip, mask, _ = make_portrait_clip(frames=3, height=48, width=64, seed=0)
+    soft = (mask * 0.5).clamp(0, 1)  # a soft alpha that differs from the mask everywhere inside
+    portrait = Portrait("p", clip, mask, soft)
+    luts = small_luts()[:1]
+    result, _ = run_harmonize_protocol([portrait], luts, binary_mask=True, methods=["identity"], sheet=False)
+    soft_result, _ = run_harmonize_protocol([portrait], luts, binary_mask=False, methods=["identity"], sheet=False)
+    # Through the binary mask the whole person carries the LUT; through a half alpha only half of it.
+    assert result["clips"]["p"]["identity"]["fpsnr"] < soft_result["clips"]["p"]["identity"]["fpsnr"] - 3
+
+
+def test_histogram_is_written(tmp_path):
+    from comfy_harmovid.bench.spread import draw_histogram
+
+    result, _ = run_harmonize_protocol(synthetic_portraits(), small_luts(), all_pairs=True, sheet=False,
+                                       methods=["identity", "color-matcher-reinhard"])
+    path = draw_histogram(tmp_path / "gains.png", result["clips"])
+    with Image.open(path) as image:
+        assert image.size[0] > 300 and image.size[1] > 100
+    assert not list(tmp_path.glob(".*partial")), "the temporary file was left behind"
+
+
+def test_manifest_gives_the_clips_and_luts(dev_data, tmp_path):
+    manifest = tmp_path / "split.yaml"
+    manifest.write_text(f"clips:\n  - {dev_data / 'people/lav_man2.mp4'}\nluts:\n"
+                        f"  - {dev_data / 'luts/warm_cinema.cube'}\n  - {dev_data / 'luts/cool_cinema.cube'}\n")
+    out = tmp_path / "result.json"
+    assert main(["bench", "harmonize", "--manifest", str(manifest), "--all-pairs", "--frames", "3", "--size", "64",
+                 "--methods", "identity,statistics", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["cases"]) == {"lav_man2/warm_cinema", "lav_man2/cool_cinema"}
+    assert result["spread"]["statistics"]["cases"] == 2
+    code = main(["bench", "harmonize", "--manifest", str(manifest), "--clips", "x.mp4"])
+    assert code == 2
+
+
 def test_deflicker_protocol_jitters_the_foreground_and_is_deterministic():
     portraits, luts = synthetic_portraits(frames=6), small_luts()
     chosen = ["identity", "ffmpeg-deflicker"]
@@ -140,7 +191,7 @@ def test_harmonize_command_runs_on_a_real_clip(dev_data, tmp_path, capsys):
     ])
     assert code == 0
     result = json.loads(out.read_text())
-    assert result["cases"] == {"lav_man2": {"lut": "warm_cinema"}}
+    assert result["cases"] == {"lav_man2": {"clip": "lav_man2", "lut": "warm_cinema"}}
     assert 10 < result["mean"]["identity"]["fpsnr"] < 60
     assert "identity" in capsys.readouterr().out and (tmp_path / "sheet.png").is_file()
 

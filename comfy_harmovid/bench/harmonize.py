@@ -1,11 +1,17 @@
 """``harmovid bench harmonize``: the paper's LUT protocol.
 
-Each portrait clip's foreground is recoloured by one .cube LUT (chosen per clip from the seed) and
-composited back, through the soft alpha, over its own untouched background. A method gets the
-composite and the alpha (no background clip: the composite's own background is the scene's light)
-and must restore the original clip. Scores: PSNR/SSIM/RMSE over the frame, fPSNR/fMSE over the
-person mask, warping error (frame and foreground) with the original clip's flow, and motion
-preservation against the original clip (whole frame, the paper's Table 1).
+Each portrait clip's foreground is recoloured by a .cube LUT and composited back, through the alpha,
+over its own untouched background. A method gets the composite and the alpha (no background clip: the
+composite's own background is the scene's light) and must restore the original clip. Scores:
+PSNR/SSIM/RMSE over the frame, fPSNR/fMSE over the person mask, warping error (frame and foreground)
+with the original clip's flow, and motion preservation against the original clip (whole frame, the
+paper's Table 1).
+
+Cases: one LUT per clip drawn from the seed, or (``--all-pairs``) every clip with every LUT, so that a
+split of people and LUTs left out of training is scored whole. With ``--binary-mask`` the person is
+composited and given to the methods through the segmenter's binary mask instead of the soft alpha.
+The spread over cases (``spread.py``: mean gain over doing nothing, 10th percentile, share of cases
+that got worse, worst case) is reported per method, and drawn with ``--histogram``.
 """
 
 from typing import Sequence, Tuple
@@ -18,10 +24,11 @@ from ..progress import ProgressCallback
 from . import methods as method_registry
 from .data import Portrait
 from .protocol import Case, add_arguments, evaluate, result_document, run_command
+from .spread import gain_spread
 
 DESCRIPTION = (
-    "LUT protocol: the foreground of each clip is recoloured by one LUT (seeded choice per clip) and "
-    "composited over its own untouched background through the soft alpha; methods get the composite and "
+    "LUT protocol: the foreground of each clip is recoloured by a LUT (a seeded choice per clip, or every "
+    "LUT) and composited over its own untouched background through the alpha; methods get the composite and "
     "alpha and must restore the original clip. Flow for the temporal metrics comes from the original clip."
 )
 
@@ -31,15 +38,44 @@ def composite(foreground: torch.Tensor, background: torch.Tensor, alpha: torch.T
     return weight * foreground + (1 - weight) * background
 
 
-def lut_cases(portraits: Sequence[Portrait], luts: Sequence[Tuple[str, Lut]], seed: int):
-    """One case per clip: its foreground recoloured by a LUT drawn from ``seed`` and the clip's index."""
-    cases = []
-    for index, portrait in enumerate(portraits):
-        rng = np.random.default_rng([seed, index])
-        lut_name, lut = luts[int(rng.integers(len(luts)))]
-        recoloured = composite(apply_lut(portrait.frames, lut), portrait.frames, portrait.alpha)
-        cases.append(Case(portrait.name, recoloured, portrait.frames, portrait.mask, portrait.alpha, {"lut": lut_name}))
-    return cases
+class LutCases(Sequence):
+    """The protocol's cases, each built only when asked for (a split of 72 cases would not fit in memory).
+
+    ``pairs``: ``(portrait index, LUT index)`` per case. With ``binary_mask`` the binary mask replaces
+    the soft alpha for compositing and as the methods' input.
+    """
+
+    def __init__(self, portraits: Sequence[Portrait], luts: Sequence[Tuple[str, Lut]], pairs, binary_mask: bool):
+        self.portraits, self.luts, self.pairs, self.binary_mask = portraits, luts, list(pairs), binary_mask
+        self.names = [self._name(p, lut) for p, lut in self.pairs]
+
+    def _name(self, portrait: int, lut: int) -> str:
+        name = self.portraits[portrait].name
+        single = sum(1 for p, _ in self.pairs if p == portrait) == 1
+        return name if single else f"{name}/{self.luts[lut][0]}"
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> Case:
+        portrait, lut_index = self.pairs[index]
+        person = self.portraits[portrait]
+        lut_name, lut = self.luts[lut_index]
+        alpha = person.mask if self.binary_mask else person.alpha
+        recoloured = composite(apply_lut(person.frames, lut), person.frames, alpha)
+        return Case(self.names[index], recoloured, person.frames, person.mask, alpha,
+                    {"clip": person.name, "lut": lut_name})
+
+
+def lut_cases(portraits: Sequence[Portrait], luts: Sequence[Tuple[str, Lut]], seed: int, *,
+              all_pairs: bool = False, binary_mask: bool = False) -> LutCases:
+    """Every clip with every LUT (``all_pairs``), else one case per clip with a LUT drawn from ``seed``
+    and the clip's index."""
+    if all_pairs:
+        pairs = [(p, lut) for p in range(len(portraits)) for lut in range(len(luts))]
+    else:
+        pairs = [(p, int(np.random.default_rng([seed, p]).integers(len(luts)))) for p in range(len(portraits))]
+    return LutCases(portraits, luts, pairs, binary_mask)
 
 
 def run_harmonize_protocol(
@@ -47,22 +83,28 @@ def run_harmonize_protocol(
     luts: Sequence[Tuple[str, Lut]],
     *,
     seed: int = 0,
+    all_pairs: bool = False,
+    binary_mask: bool = False,
+    sheet: bool = True,
     methods: Sequence[str] = (),
     settings: dict = None,
     progress: ProgressCallback = None,
 ):
     """Score harmonization ``methods`` (names; all available when empty) on the LUT protocol.
 
-    Returns ``(result document, contact-sheet rows)``.
+    Returns ``(result document, contact-sheet rows)``; the document's ``spread`` holds each method's
+    gain over doing nothing across cases (when "identity" is among the methods).
     """
     chosen = method_registry.select(method_registry.harmonize_methods(), methods)
     runners = {name: (lambda case, run=run: run(case.input, case.alpha, case.mask)) for name, run in chosen.items()}
-    cases = lut_cases(portraits, luts, seed)
-    per_case, sheet_rows = evaluate(
-        cases, runners, motion_in_mask=False, sheet_frames=lambda t: (0, t - 1), progress=progress
-    )
-    settings = dict(settings or {}, seed=seed, methods=list(chosen))
-    return result_document("harmonize", DESCRIPTION, settings, cases, per_case), sheet_rows
+    cases = lut_cases(portraits, luts, seed, all_pairs=all_pairs, binary_mask=binary_mask)
+    sheet_frames = (lambda t: (0, t - 1)) if sheet else (lambda t: ())
+    per_case, sheet_rows = evaluate(cases, runners, motion_in_mask=False, sheet_frames=sheet_frames, progress=progress)
+    settings = dict(settings or {}, seed=seed, all_pairs=all_pairs, binary_mask=binary_mask, methods=list(chosen))
+    result = result_document("harmonize", DESCRIPTION, settings, cases, per_case)
+    if "identity" in chosen:
+        result["spread"] = gain_spread(per_case, "fpsnr", baseline="identity")
+    return result, sheet_rows
 
 
 def register(subparsers) -> None:
@@ -70,4 +112,18 @@ def register(subparsers) -> None:
         "harmonize", help="The paper's LUT protocol: restore LUT-recoloured portraits.", description=__doc__
     )
     add_arguments(parser, available_methods=lambda: method_registry.harmonize_methods())
-    parser.set_defaults(func=lambda args: run_command(args, "harmonize protocol", run_harmonize_protocol))
+    parser.add_argument("--all-pairs", action="store_true",
+                        help="score every clip with every LUT (default: one seeded LUT per clip)")
+    parser.add_argument("--binary-mask", action="store_true",
+                        help="composite and give the methods the binary person mask instead of the soft alpha")
+    parser.add_argument("--histogram", metavar="OUT.png",
+                        help="draw each method's fPSNR gain over doing nothing, case by case")
+
+    def run(args):
+        def protocol(portraits, luts, **options):
+            return run_harmonize_protocol(portraits, luts, all_pairs=args.all_pairs, binary_mask=args.binary_mask,
+                                          sheet=bool(args.sheet), **options)
+
+        return run_command(args, "harmonize protocol", protocol)
+
+    parser.set_defaults(func=run)

@@ -49,8 +49,10 @@ def evaluate(
     """
     per_case, sheet_rows = {}, []
     total, done = len(cases) * (len(methods) + 1), 0
+    reference, flows = None, None
     for case in cases:
-        flows = metrics.clip_flow(case.reference)
+        if case.reference is not reference:  # cases of one clip share its flow
+            reference, flows = case.reference, metrics.clip_flow(case.reference)
         rows = {"clean reference": reporting.reference_free_scores(case.reference, case.mask, flows)}
         done += 1
         report(progress, done, total)
@@ -93,6 +95,10 @@ def add_arguments(
     """The options every protocol command shares."""
     if clips_and_luts:
         parser.add_argument(
+            "--manifest", metavar="YAML",
+            help="take the clips and LUTs from a data manifest (e.g. models/harmoim/harmoim-v2-heldout.yaml)",
+        )
+        parser.add_argument(
             "--clips", nargs="+", metavar="PATH",
             help="portrait clips (paths or globs); default: the dev data's people/*.mp4",
         )
@@ -133,8 +139,18 @@ def check_settings(args) -> None:
 
 def load_cases_inputs(args, progress: ProgressCallback = None):
     """The clips (masked portraits) and named LUTs the options ask for."""
-    clip_paths = resolve_paths(args.clips, "people/*.mp4", "clips")
-    lut_paths = resolve_paths(args.luts, "luts/*.cube", "luts")
+    if getattr(args, "manifest", None):
+        if args.clips or args.luts:
+            raise HarmoVidError("give either --manifest or --clips/--luts, not both.")
+        from ..train.data import read_manifest
+
+        manifest = read_manifest(args.manifest)
+        clip_paths, lut_paths = [clip.path for clip in manifest.role("portrait")], list(manifest.luts)
+        if not lut_paths:
+            raise HarmoVidError(f"manifest {args.manifest} lists no LUTs; the protocol recolours people with them.")
+    else:
+        clip_paths = resolve_paths(args.clips, "people/*.mp4", "clips")
+        lut_paths = resolve_paths(args.luts, "luts/*.cube", "luts")
     luts = [(path.stem, read_cube(path)) for path in lut_paths]
     portraits = load_portraits(clip_paths, args.frames, args.size, progress)
     settings = {
@@ -158,6 +174,11 @@ def finish(args, result: dict, sheet_rows) -> None:
     if args.sheet:
         save_contact_sheet(args.sheet, sheet_rows)
         print(f"wrote {args.sheet}", file=sys.stderr)
+    if getattr(args, "histogram", None):
+        from .spread import draw_histogram
+
+        draw_histogram(args.histogram, result["clips"])
+        print(f"wrote {args.histogram}", file=sys.stderr)
 
 
 def run_command(args, title: str, run_protocol) -> int:

@@ -103,10 +103,30 @@ def format_table(title: str, rows: Dict[str, Dict[str, float]]) -> str:
     return "\n".join([title, line(headers), line(["-" * w for w in widths])] + [line(row) for row in body])
 
 
+BRIEF_FROM = 13  # from this many cases on, each case is one line of fPSNR per method, not a whole table
+
+
+def format_case_lines(per_case: Dict[str, Dict[str, Dict[str, float]]], metric: str = "fpsnr") -> str:
+    """One line per case: ``metric`` for each method."""
+    methods = [name for name in next(iter(per_case.values())) if name != "clean reference"]
+    width = max(len(case) for case in per_case)
+    lines = [f"{COLUMNS[metric][0]} per case", f"{'case':<{width}}  " + "  ".join(f"{m:>12}" for m in methods)]
+    for case, rows in per_case.items():
+        lines.append(f"{case:<{width}}  " + "  ".join(f"{_cell(metric, rows[m].get(metric)):>12}" for m in methods))
+    return "\n".join(lines)
+
+
 def format_report(result: dict) -> str:
-    """The per-clip tables and the mean table of a protocol's result."""
-    parts = [format_table(f"{clip}", rows) for clip, rows in result["clips"].items()]
+    """The per-clip tables (or lines, for many cases), the mean table and the spread of a protocol's result."""
+    from .spread import format_spread
+
+    if len(result["clips"]) >= BRIEF_FROM:
+        parts = [format_case_lines(result["clips"])]
+    else:
+        parts = [format_table(f"{clip}", rows) for clip, rows in result["clips"].items()]
     parts.append(format_table(f"mean over {len(result['clips'])} clip(s)", result["mean"]))
+    if "spread" in result:
+        parts.append(format_spread(result["spread"]))
     return "\n\n".join(parts)
 
 
@@ -122,7 +142,10 @@ def _json_safe(value):
 
 
 def write_json(path, result: dict) -> None:
-    Path(path).write_text(json.dumps(_json_safe(result), indent=2) + "\n", encoding="utf-8")
+    from ..atomic import atomic_output
+
+    with atomic_output(path) as partial:
+        Path(partial).write_text(json.dumps(_json_safe(result), indent=2) + "\n", encoding="utf-8")
 
 
 def dumps(result: dict) -> str:
