@@ -36,16 +36,24 @@ def test_harmonize_moves_a_colour_cast_foreground_toward_the_original_light():
     out = harmonize_frames(composite, alpha)
     before = (foreground_lab(composite, alpha) - foreground_lab(clean, alpha))[1:].norm()
     after = (foreground_lab(out, alpha) - foreground_lab(clean, alpha))[1:].norm()
-    # The method is deliberately cautious (part of the way, held back when estimates disagree).
-    assert after < 0.92 * before, f"cast error went from {before:.2f} to {after:.2f} Lab units (should shrink)"
+    # The method is deliberately cautious: a tenth of the cast (it must not hurt people whose own colour
+    # differs from their surroundings), held back when estimates disagree.
+    assert after < 0.97 * before, f"cast error went from {before:.2f} to {after:.2f} Lab units (should shrink)"
 
 
 def test_harmonize_brightens_an_underexposed_foreground():
     composite, alpha, clean = shifted_composite([-0.25, -0.25, -0.25])
     out = harmonize_frames(composite, alpha)
     gain = foreground_lab(out, alpha)[0] - foreground_lab(composite, alpha)[0]
-    assert gain > 2.0, f"the dark person was brightened by only {gain:.2f} L"
+    assert gain > 1.0, f"the dark person was brightened by only {gain:.2f} L"
     assert foreground_lab(out, alpha)[0] <= foreground_lab(clean, alpha)[0] + 1.0, "it overshot the original"
+
+
+def test_a_person_who_already_fits_is_left_nearly_alone():
+    """Moved by less than a just-noticeable difference (1 Lab unit)."""
+    _, alpha, clean = shifted_composite([0.0, 0.0, 0.0])
+    change = (foreground_lab(harmonize_frames(clean, alpha), alpha) - foreground_lab(clean, alpha)).norm()
+    assert change < 1.0, f"an ungraded person was moved by {change:.2f} Lab units"
 
 
 def test_harmonize_is_identity_at_strength_zero_and_outside_the_alpha():
@@ -67,7 +75,7 @@ def test_harmonize_uses_the_background_plate_when_given():
     without_plate = harmonize_frames(composite, alpha)
     with_plate = harmonize_frames(composite, alpha, plate)
     shift = (foreground_lab(with_plate, alpha) - foreground_lab(without_plate, alpha))[2]
-    assert shift < -0.5, f"a blue background plate should make the person bluer (b moved {shift:+.2f})"
+    assert shift < -0.2, f"a blue background plate should make the person bluer (b moved {shift:+.2f})"
 
 
 def test_streaming_in_chunks_equals_the_whole_clip_and_smooths_over_time():
