@@ -249,9 +249,49 @@ def test_grades_are_seeded_in_range_and_can_be_switched_off():
     assert torch.equal(none, images)
 
 
+def test_white_balance_in_kelvin_warms_above_daylight_and_cools_below():
+    from comfy_harmovid.harmoim.grades import white_balance_gains
+
+    assert torch.allclose(white_balance_gains(6500.0), torch.ones(3), atol=1e-6), "daylight must be neutral"
+    warm, cool = white_balance_gains(9000.0), white_balance_gains(4000.0)
+    assert warm[0] > 1 > warm[2] and cool[2] > 1 > cool[0], (warm, cool)
+    assert white_balance_gains(6500.0, tint=0.1)[1] > white_balance_gains(6500.0)[1], "tint > 0 adds green"
+
+
+@pytest.mark.parametrize("operation", ["white_balance", "exposure", "saturation", "curves", "contrast",
+                                       "film_curve", "split_toning", "fade", "lut"])
+def test_each_grade_operation_changes_the_image_on_its_own(operation):
+    from dataclasses import fields
+
+    chances = {f.name: 0.0 for f in fields(GradeOptions) if f.type is float and f.name not in ("ungraded", "mild")
+               and not f.name.startswith("max_")}
+    options = GradeOptions(**{**chances, operation: 1.0, "ungraded": 0.0, "mild": 0.0})
+    images = torch.rand(4, 16, 16, 3)
+    warm = identity_lut(5)
+    warm.table[..., 0] = warm.table[..., 0] * 0.5 + 0.5
+    graded = random_grades(images, [warm], torch.Generator().manual_seed(1), options)
+    assert graded.min() >= 0 and graded.max() <= 1
+    change = (graded - images).abs().flatten(1).mean(1)
+    # A random strength can fall near zero for one image; the operation must act on the others.
+    assert int((change > 1e-3).sum()) >= 3, f"{operation} left images unchanged: {change}"
+    untouched = random_grades(images, [warm], torch.Generator().manual_seed(1), GradeOptions(**{**chances}))
+    assert torch.allclose(untouched, images), "with every chance at 0 the grade must be the identity"
+
+
 def synthetic_pool(count: int = 12, size: int = 40) -> FramePool:
     clip, mask, _ = make_portrait_clip(frames=count, height=size, width=size)
     return FramePool(clip, mask, ["synthetic"] * count)
+
+
+def test_per_source_sampling_gives_a_still_as_much_weight_as_a_long_clip():
+    from comfy_harmovid.harmoim.training import _frame_indices
+
+    pool = FramePool(torch.zeros(41, 4, 4, 3), torch.zeros(41, 4, 4), ["clip.mp4"] * 40 + ["still.jpg"])
+    picks = _frame_indices(pool, 2000, True, torch.Generator().manual_seed(0))
+    share = sum(index == 40 for index in picks) / len(picks)
+    assert 0.45 < share < 0.55, f"the still was drawn {share:.1%} of the time, not about half"
+    uniform = _frame_indices(pool, 2000, False, torch.Generator().manual_seed(0))
+    assert sum(index == 40 for index in uniform) / 2000 < 0.05, "frame-uniform sampling should rarely draw the still"
 
 
 def test_training_steps_lower_the_loss_on_a_fixed_batch():

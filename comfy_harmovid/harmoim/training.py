@@ -1,14 +1,19 @@
 """Training the learned HarmoIm on real portrait footage, on the CPU.
 
 Data: frames sampled evenly from each portrait clip of a training manifest (the format of
-``comfy_harmovid.train.data``), masked by the built-in segmenter (or the clip's own mask video) and
-softened by the pseudo-alpha, held in memory at a small size. Each step takes a batch of them at a
-random crop and flip. Most frames are first given a random grade as a whole (person and scene alike:
-a new "scene light", so the network cannot learn a fixed skin tone and must read the light from the
-scene); then each person alone gets a random grade (``grades.py``) and is composited back over its
-frame through the alpha, and the network is asked for the colour maps that restore the person. The loss is the log of the foreground mean squared error, averaged over the
-batch: the benchmark's mean fPSNR, so a sample that is already right (ungraded) counts as much as a
-badly graded one, and changing a person who fits costs dearly.
+``comfy_harmovid.train.data``; a still image counts as a clip of one frame), masked by the built-in
+segmenter (or the clip's own mask video) and softened by the pseudo-alpha, held in memory at a small
+size. Each step takes a batch of them at a random crop and flip, drawing a clip or still first and then
+one of its frames (``per_source``), so that a long clip does not outweigh many stills. Some samples get
+a binary alpha instead of the soft one (``binary_alpha``), as a segmenter's mask gives at inference.
+
+Most frames are first given a random grade as a whole (person and scene alike: a new "scene light", so
+the network cannot learn a fixed skin tone and must read the light from the scene); some people then
+get a small grade of their own that counts as natural; then each person gets a random grade
+(``grades.py``) and is composited back over its frame through the alpha, and the network is asked for
+the colour maps that restore the person. The loss is the log of the foreground mean squared error,
+averaged over the batch: the benchmark's mean fPSNR, so a sample that is already right (ungraded)
+counts as much as a badly graded one, and changing a person who fits costs dearly.
 
 Everything depends on the seed: the same config and data give the same weights.
 """
@@ -44,6 +49,8 @@ class HarmoImTrainConfig:
     frames_per_clip: int = 64  # frames sampled evenly from each clip
     pool_size: int = 128  # frames are kept at pool_size x pool_size; crops are resized to the input size
     min_crop: float = 0.7  # smallest crop side, as a share of the pool frame
+    binary_alpha: float = 0.0  # share of samples whose alpha is cut to a binary mask (as a segmenter's)
+    per_source: bool = False  # draw a clip or still first, then one of its frames (a still counts as a clip)
     scene_grade: float = 0.6  # share of frames given a random grade as a whole before the person's grade
     person_variation: float = 0.5  # share of people given a small grade of their own that counts as natural
     max_person_variation: float = 0.35  # how much of a random grade that natural variation is, at most
@@ -147,10 +154,25 @@ def _random_crop(image: torch.Tensor, input_size: int, min_crop: float, generato
     return resize(crop.permute(2, 0, 1), (input_size, input_size)).permute(1, 2, 0)
 
 
-def sample_batch(pool: FramePool, batch_size: int, input_size: int, min_crop: float, generator: torch.Generator):
+def _frame_indices(pool: FramePool, count: int, per_source: bool, generator: torch.Generator) -> List[int]:
+    """``count`` random pool frames: uniform over frames, or uniform over sources, then over their frames."""
+    if not per_source:
+        return torch.randint(pool.frames.shape[0], (count,), generator=generator).tolist()
+    by_source = {}
+    for index, source in enumerate(pool.sources):
+        by_source.setdefault(source, []).append(index)
+    groups = list(by_source.values())
+    picks = []
+    for group in torch.randint(len(groups), (count,), generator=generator).tolist():
+        picks.append(groups[group][int(torch.randint(len(groups[group]), (), generator=generator))])
+    return picks
+
+
+def sample_batch(pool: FramePool, batch_size: int, input_size: int, min_crop: float, generator: torch.Generator,
+                 per_source: bool = False):
     """A batch of random crops (resized to ``input_size``), half of them mirrored: ``([B, S, S, 3], [B, S, S])``."""
     frames, alpha = [], []
-    for index in torch.randint(pool.frames.shape[0], (batch_size,), generator=generator).tolist():
+    for index in _frame_indices(pool, batch_size, per_source, generator):
         crop = _random_crop(torch.cat([pool.frames[index], pool.alpha[index, ..., None]], -1), input_size,
                             min_crop, generator)
         frames.append(crop[..., :3])
@@ -179,12 +201,15 @@ def training_step(net: HarmoImNet, frames: torch.Tensor, alpha: torch.Tensor, lu
     surroundings in ways no method can know). Only the person's grade on top of those is to be undone.
     """
     count = frames.shape[0]
+    binary = (torch.rand(count, generator=generator) < config.binary_alpha).view(-1, 1, 1)
+    alpha = torch.where(binary, (alpha > 0.5).to(alpha), alpha)
     weight = alpha.unsqueeze(-1)
     relit = (torch.rand(count, generator=generator) < config.scene_grade).float()
     frames = _mix_rows(frames, random_grades(frames, luts, generator, config.grades), relit)
     varied = (torch.rand(count, generator=generator) < config.person_variation).float()
     amount = varied * config.max_person_variation * torch.rand(count, generator=generator)
-    target = frames + weight * (_mix_rows(frames, random_grades(frames, luts, generator, config.grades), amount) - frames)
+    natural = _mix_rows(frames, random_grades(frames, luts, generator, config.grades), amount)
+    target = frames + weight * (natural - frames)
     composite = target + weight * (random_grades(target, luts, generator, config.grades) - target)
     maps = net.predict_maps(composite.permute(0, 3, 1, 2), alpha.unsqueeze(1))
     restored = apply_through_alpha(composite, alpha, maps)
@@ -220,7 +245,8 @@ def train_harmoim(
     for step in range(config.steps):
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(config, step)
-        frames, alpha = sample_batch(pool, config.batch_size, config.network.input_size, config.min_crop, generator)
+        frames, alpha = sample_batch(pool, config.batch_size, config.network.input_size, config.min_crop, generator,
+                                     config.per_source)
         loss = training_step(net, frames, alpha, luts, config, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
