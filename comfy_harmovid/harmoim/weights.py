@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Optional, Union
 
 import torch
-from safetensors.torch import save_file
 
-from ..atomic import atomic_output
 from ..errors import HarmoVidError
 from ..locations import model_folders
-from ..model.checkpoint import check_state_dict, read_safetensors, read_safetensors_header
+from ..model.checkpoint import check_state_dict, read_safetensors, read_safetensors_header, save_safetensors
 from .network import HarmoImConfig, HarmoImNet
 
 CONFIG_KEY = "harmoim_config"
@@ -43,9 +41,7 @@ def save_harmoim(net: HarmoImNet, path: Union[str, Path], training: dict = None,
     if training is not None:
         metadata[TRAINING_KEY] = json.dumps(training)
     state = {name: tensor.detach().contiguous() for name, tensor in net.state_dict().items()}
-    with atomic_output(path) as partial:
-        save_file(state, str(partial), metadata=metadata)
-    return path
+    return save_safetensors(state, path, metadata)
 
 
 def training_record(path: Union[str, Path]) -> Optional[dict]:
