@@ -6,7 +6,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import nodes
+from comfy_harmovid.errors import HarmoVidError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,5 +152,35 @@ def test_user_models_folder_comes_before_the_shipped_files(tmp_path, monkeypatch
     try:
         assert locations.model_folders("harmoim") == [comfy_folder, shipped], "a host's folders replace the variable's"
         assert locations.find_model("harmoim", DEFAULT_WEIGHTS_NAME) == shipped / DEFAULT_WEIGHTS_NAME
+    finally:
+        locations.use_host_model_folders(None)
+
+
+def test_inside_comfyui_the_models_are_looked_up_in_comfyuis_folders_then_the_shipped_files(tmp_path, monkeypatch):
+    import types
+
+    from comfy_harmovid import locations
+    from comfy_harmovid.harmoim.weights import DEFAULT_WEIGHTS_NAME, default_weights_path
+    from nodes import comfy_adapter
+
+    registered = {"sam2": ([str(tmp_path / "elsewhere" / "sam2")], {".pt"})}
+    folder_paths = types.SimpleNamespace(models_dir=str(tmp_path / "models"), folder_names_and_paths=registered,
+                                         get_folder_paths=lambda kind: list(registered[kind][0]))
+    monkeypatch.setattr(comfy_adapter, "_folder_paths", folder_paths)
+    monkeypatch.setattr(comfy_adapter, "IN_COMFYUI", True)
+    monkeypatch.setenv("HARMOVID_MODELS_DIR", str(tmp_path / "ignored inside ComfyUI"))
+    try:
+        comfy_adapter.register_model_folders()
+        shipped = locations.shipped_path("harmoim")
+        assert comfy_adapter.model_folders("harmoim") == [tmp_path / "models" / "harmoim", shipped]
+        assert comfy_adapter.model_folders("sam2") == [tmp_path / "elsewhere" / "sam2", tmp_path / "models" / "sam2"]
+        assert registered["sam2"][1] == {".pt", ".safetensors"}
+        assert default_weights_path() == shipped / DEFAULT_WEIGHTS_NAME
+        assert DEFAULT_WEIGHTS_NAME in comfy_adapter.list_models("harmoim")
+        (tmp_path / "models" / "harmoim").mkdir(parents=True)
+        (tmp_path / "models" / "harmoim" / DEFAULT_WEIGHTS_NAME).write_bytes(b"")
+        assert default_weights_path() == tmp_path / "models" / "harmoim" / DEFAULT_WEIGHTS_NAME
+        with pytest.raises(HarmoVidError, match="refresh ComfyUI"):
+            comfy_adapter.resolve_model_path("sam2", "absent.safetensors")
     finally:
         locations.use_host_model_folders(None)
