@@ -1,16 +1,18 @@
 """The one place where the nodes reach ComfyUI's services.
 
 Everything here works without ComfyUI too (tests, scripts): progress is then silent, the device is
-the CPU (or CUDA when present), and model folders live under ``HARMOVID_MODELS_DIR`` or this
-checkout's ``models/`` folder.
+the CPU (or CUDA when present), and model folders are ``$HARMOVID_MODELS_DIR/<kind>``. In both cases
+the engine's ``comfy_harmovid.locations.model_folders`` does the lookup (the user's folders, then the
+files the package ships); inside ComfyUI this module hands it ComfyUI's folders.
 """
 
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import torch
 
+from comfy_harmovid import locations
 from comfy_harmovid.errors import HarmoVidError
 
 try:  # ComfyUI present: use its services.
@@ -21,23 +23,18 @@ except ImportError:  # Running outside ComfyUI (tests, scripts).
     _model_management = _comfy_utils = _folder_paths = None
 
 IN_COMFYUI = _folder_paths is not None
-PACK_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 MODEL_EXTENSIONS = {".safetensors"}
 
 # Model folder names under ComfyUI's models/ directory that this pack uses.
 MODEL_KINDS = ("harmovid", "harmovid_vae", "sam2", "harmoim")
 
 
-def _standalone_models_root() -> Path:
-    return Path(os.environ.get("HARMOVID_MODELS_DIR", PACK_MODELS_DIR))
-
-
 def register_model_folders() -> None:
-    """Make ComfyUI list ``models/<kind>`` for each kind, plus the folders this pack ships."""
+    """Make ComfyUI know ``models/<kind>`` for each kind, and make the engine search ComfyUI's folders."""
     if not IN_COMFYUI:
         return
     for kind in MODEL_KINDS:
-        paths = [os.path.join(_folder_paths.models_dir, kind), str(PACK_MODELS_DIR / kind)]
+        paths = [os.path.join(_folder_paths.models_dir, kind)]
         if kind in _folder_paths.folder_names_and_paths:
             known, extensions = _folder_paths.folder_names_and_paths[kind]
             extensions = set(extensions) | MODEL_EXTENSIONS
@@ -45,13 +42,12 @@ def register_model_folders() -> None:
             known, extensions = [], set(MODEL_EXTENSIONS)
         known = list(known) + [p for p in paths if p not in known]
         _folder_paths.folder_names_and_paths[kind] = (known, extensions)
+    locations.use_host_model_folders(_folder_paths.get_folder_paths)
 
 
 def model_folders(kind: str) -> List[Path]:
-    """The folders searched for models of ``kind``, first match wins."""
-    if IN_COMFYUI:
-        return [Path(p) for p in _folder_paths.get_folder_paths(kind)]
-    return [_standalone_models_root() / kind]
+    """The folders searched for models of ``kind``, first match wins (see ``comfy_harmovid.locations``)."""
+    return locations.model_folders(kind)
 
 
 def list_models(kind: str, suffixes=(".safetensors",)) -> List[str]:
@@ -68,12 +64,19 @@ def list_models(kind: str, suffixes=(".safetensors",)) -> List[str]:
 
 def resolve_model_path(kind: str, name: str) -> Path:
     """Find ``name`` in the folders for ``kind``; a clear error names the folders when it is absent."""
-    for folder in model_folders(kind):
-        candidate = folder / name
-        if candidate.exists():
-            return candidate
-    searched = ", ".join(str(f) for f in model_folders(kind))
-    raise HarmoVidError(f"Model '{name}' not found. Put it in one of: {searched}, then refresh ComfyUI.")
+    found = locations.find_model(kind, name)
+    if found is not None:
+        return found
+    raise HarmoVidError(f"Model '{name}' not found. {where_models_go(kind)}")
+
+
+def where_models_go(kind: str) -> str:
+    """Where to put models of ``kind``, naming the folders searched now."""
+    searched = ", ".join(str(folder) for folder in model_folders(kind))
+    if IN_COMFYUI:
+        return f"Put it in one of: {searched}, then refresh ComfyUI."
+    return (f"Searched: {searched or 'no folder'}. Put it in $HARMOVID_MODELS_DIR/{kind}/ (set that variable), "
+            f"or in ComfyUI/models/{kind}/ when running inside ComfyUI.")
 
 
 def torch_device() -> torch.device:

@@ -40,8 +40,7 @@ def _model_choices(kind: str) -> list:
 def _resolve(kind: str, name: str):
     """The file for ``name``; a diffusers VAE folder's weights file stands for the folder (config.json beside it)."""
     if not comfy_adapter.list_models(kind) or name == _no_models_entry(kind):
-        folders = ", ".join(str(f) for f in comfy_adapter.model_folders(kind))
-        raise HarmoVidError(f"No models in {folders}. {HOW_TO_GET_WEIGHTS}")
+        raise HarmoVidError(f"No {kind} models found. {comfy_adapter.where_models_go(kind)} {HOW_TO_GET_WEIGHTS}")
     path = comfy_adapter.resolve_model_path(kind, name)
     in_diffusers_folder = path.name.startswith("diffusion_pytorch_model") and (path.parent / "config.json").is_file()
     if kind == "harmovid_vae" and in_diffusers_folder:

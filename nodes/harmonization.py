@@ -17,7 +17,7 @@ class HarmoVidHarmoImFrames:
     DESCRIPTION = (
         "Per-frame harmonization of a composite toward the scene's light, applied through the soft alpha "
         "(pixels outside it never change) and smoothed over time; follow with Lighting Deflicker for the rest. "
-        "learned: a small network shipped with the pack (models/harmoim) predicts a colour transform per frame "
+        "learned: a small network shipped with the pack predicts a colour transform per frame "
         "(colour matrices for shadows, midtones and highlights). statistics: weights-free; moves the person's "
         "colour cast, exposure and contrast part of the way toward the background, only as far as the evidence "
         "supports. auto: learned when its weights are there, else statistics."
@@ -60,7 +60,7 @@ class HarmoVidHarmoImFrames:
                 ),
                 "weights": (
                     [DEFAULT_WEIGHTS] + comfy_adapter.list_models("harmoim"),
-                    {"default": DEFAULT_WEIGHTS, "tooltip": "Learned HarmoIm weights from models/harmoim (train your "
+                    {"default": DEFAULT_WEIGHTS, "tooltip": "Learned HarmoIm weights from ComfyUI/models/harmoim (train your "
                      "own with `harmovid train harmoim`); default: the weights shipped with the pack."},
                 ),
             },

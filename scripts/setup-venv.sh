@@ -8,6 +8,6 @@ python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet torch==2.13.0
 "$venv/bin/python" -m pip install --quiet -e ".[test]"
-"$venv/bin/python" -m pip install --quiet --no-deps -r requirements-nodeps.txt
+"$venv/bin/python" install.py
 "$venv/bin/python" -c "import torch, diffusers, av, cv2, mediapipe, sam2; print('environment ready: torch', torch.__version__)"
 touch "$venv/.harmovid-ready"

@@ -289,3 +289,29 @@ def test_convert_rejects_folders_that_are_not_cogvideox(tmp_path, capsys):
 def test_a_folder_passed_as_checkpoint_points_to_convert(tmp_path):
     with pytest.raises(HarmoVidError, match="is a folder, not a checkpoint file.*harmovid convert"):
         load_transformer(tmp_path)
+
+
+def test_a_failed_write_keeps_the_old_checkpoint_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import comfy_harmovid.model.checkpoint as checkpoint
+    from comfy_harmovid.harmoim import HarmoImConfig, HarmoImNet, save_harmoim
+
+    path = save_transformer(tiny_model(), tmp_path / "model.safetensors")
+    old = path.read_bytes()
+
+    def write_half_then_fail(state, filename, metadata=None):
+        save_file(state, filename, metadata=metadata)
+        with open(filename, "r+b") as handle:
+            handle.truncate(len(old) // 2)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", write_half_then_fail)
+    savers = {
+        "transformer": lambda: save_transformer(tiny_model(num_layers=2), path),
+        "harmoim": lambda: save_harmoim(HarmoImNet(HarmoImConfig(input_size=32, bands=3, widths=(8, 16), hidden=32)), path, overwrite=True),
+    }
+    for what, save in savers.items():
+        with pytest.raises(OSError, match="No space"):
+            save()
+        assert path.read_bytes() == old, f"a failed {what} write changed the existing file"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"], f"a failed {what} write left a partial file"
+    assert_same_weights(load_transformer(path), tiny_model(), "the kept checkpoint")

@@ -370,16 +370,20 @@ def test_node_and_command_use_chosen_learned_weights(tmp_path, monkeypatch):
 
 
 def test_shipped_weights_load_and_record_the_shipped_config_and_split():
-    from comfy_harmovid.cli.train import HARMOIM_CONFIG
-    from comfy_harmovid.harmoim.weights import PACK_MODELS_DIR
+    from pathlib import Path
 
-    path = PACK_MODELS_DIR / "harmoim" / "harmoim-v1.safetensors"
+    from comfy_harmovid.cli.train import HARMOIM_CONFIG
+    from comfy_harmovid.harmoim.weights import DEFAULT_WEIGHTS_NAME
+    from comfy_harmovid.locations import shipped_path
+
+    path = shipped_path("harmoim", DEFAULT_WEIGHTS_NAME)
     net = load_harmoim(path)
     record = training_record(path)
     shipped_config = json.loads(json.dumps(HarmoImTrainConfig.from_file(HARMOIM_CONFIG).to_dict()))
     assert record["config"] == shipped_config, \
         "the shipped weights were not trained with the shipped config"
-    manifest = yaml.safe_load((PACK_MODELS_DIR / "harmoim" / "harmoim-v1-manifest.yaml").read_text())
+    manifest = Path(__file__).resolve().parents[1] / "models" / "harmoim" / DEFAULT_WEIGHTS_NAME.replace(".safetensors", "-manifest.yaml")
+    manifest = yaml.safe_load(manifest.read_text())
     assert record["clips"] == sorted(p.rsplit("/", 1)[-1] for p in manifest["clips"])
     assert record["luts"] == [p.rsplit("/", 1)[-1] for p in manifest["luts"]]
     assert sum(p.numel() for p in net.parameters()) < 5_000_000

@@ -230,9 +230,9 @@ def test_count_parameters_counts_the_checkpoint_tensors():
 
 @pytest.mark.parametrize("name", ["tiny", "tiny-1.5", "small", "cogvideox-2b", "cogvideox-5b", "cogvideox1.5-5b"])
 def test_config_cards_load(name):
-    from pathlib import Path
+    from comfy_harmovid.locations import shipped_path
 
-    card = Path(__file__).resolve().parents[1] / "models" / "configs" / f"{name}.json"
+    card = shipped_path("configs", "models", f"{name}.json")
     config = HarmoVidConfig.from_json(card)
     assert config.in_channels == 3 * config.out_channels + 256
     if name.startswith("cogvideox"):

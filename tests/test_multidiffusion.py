@@ -132,12 +132,11 @@ def test_seam_report_finds_a_jump_at_a_window_border():
 
 @pytest.mark.parametrize("card", ["tiny.json", "tiny-1.5.json"])
 def test_one_window_equals_plain_sampling_with_the_real_transformer(card):
-    from pathlib import Path
-
+    from comfy_harmovid.locations import shipped_path
     from comfy_harmovid.model import HarmoVidConfig, HarmoVidTransformer
 
     torch.manual_seed(0)
-    config = HarmoVidConfig.from_json(Path(__file__).resolve().parents[1] / "models" / "configs" / card)
+    config = HarmoVidConfig.from_json(shipped_path("configs", "models", card))
     model = HarmoVidTransformer(config).eval()
     condition = make_condition(latent_frames=5, height=4, width=6)  # odd T': the 1.5 layout pads it itself
     plain = sample(model, condition, seed=5, steps=2, guidance=3.0)

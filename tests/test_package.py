@@ -6,7 +6,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import nodes
+from comfy_harmovid.errors import HarmoVidError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,3 +90,97 @@ def test_requirements_for_comfyui_manager_leave_torch_alone_and_match_pyproject(
     comfy = pyproject["tool"]["comfy"]
     for field in ("PublisherId", "DisplayName", "Icon", "requires-comfyui"):
         assert comfy.get(field), f"[tool.comfy] lacks {field}"
+
+
+def test_wheel_ships_the_default_weights_and_configs_and_a_plain_install_finds_them(tmp_path):
+    import zipfile
+
+    from fresh_env import build_wheel, clean_env, make_venv
+
+    from comfy_harmovid.harmoim.weights import DEFAULT_WEIGHTS_NAME
+
+    wheel = build_wheel(tmp_path / "dist")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    resources = ROOT / "comfy_harmovid" / "resources"
+    needed = {f"comfy_harmovid/resources/harmoim/{DEFAULT_WEIGHTS_NAME}"} | {
+        path.relative_to(ROOT).as_posix() for path in resources.glob("configs/*/*") if path.suffix in (".json", ".yaml")
+    }
+    assert len(needed) > 10, f"the shipped configs were not found under {resources}"
+    assert needed <= names, f"missing from the wheel: {sorted(needed - names)}"
+    assert not any(name.startswith(("models/", "docs/", "tests/")) for name in names)
+
+    python = make_venv(tmp_path / "venv")
+    install = subprocess.run([python, "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
+                             capture_output=True, text=True, env=clean_env())
+    assert install.returncode == 0, install.stderr[-3000:]
+    script = f"""
+import comfy_harmovid, pathlib
+assert pathlib.Path(comfy_harmovid.__file__).is_relative_to(pathlib.Path(r"{tmp_path / 'venv'}")), comfy_harmovid.__file__
+from comfy_harmovid.harmonize import default_method
+from comfy_harmovid.harmoim import default_weights_path, load_harmoim
+from comfy_harmovid.train.trainer import TrainConfig
+assert default_method() == "learned", default_method()
+load_harmoim()
+TrainConfig.from_file("tiny", manifest="m.yaml", vae="vae.safetensors")
+print(default_weights_path())
+"""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    result = subprocess.run([python, "-c", script], cwd=outside, capture_output=True, text=True, env=clean_env())
+    assert result.returncode == 0, f"the installed package failed:\n{result.stderr[-3000:]}"
+    assert result.stdout.strip().endswith(f"comfy_harmovid/resources/harmoim/{DEFAULT_WEIGHTS_NAME}")
+
+
+def test_user_models_folder_comes_before_the_shipped_files(tmp_path, monkeypatch):
+    from comfy_harmovid import locations
+    from comfy_harmovid.harmoim.weights import DEFAULT_WEIGHTS_NAME, default_weights_path
+
+    shipped = locations.shipped_path("harmoim")
+    monkeypatch.delenv("HARMOVID_MODELS_DIR", raising=False)
+    assert locations.model_folders("harmoim") == [shipped]
+    assert locations.model_folders("sam2") == []
+    assert default_weights_path() == shipped / DEFAULT_WEIGHTS_NAME
+
+    monkeypatch.setenv("HARMOVID_MODELS_DIR", str(tmp_path))
+    assert locations.model_folders("harmoim") == [tmp_path / "harmoim", shipped]
+    (tmp_path / "harmoim").mkdir()
+    (tmp_path / "harmoim" / DEFAULT_WEIGHTS_NAME).write_bytes(b"")
+    assert default_weights_path() == tmp_path / "harmoim" / DEFAULT_WEIGHTS_NAME
+
+    comfy_folder = tmp_path / "ComfyUI" / "models" / "harmoim"
+    locations.use_host_model_folders(lambda kind: [str(tmp_path / "ComfyUI" / "models" / kind), str(shipped)])
+    try:
+        assert locations.model_folders("harmoim") == [comfy_folder, shipped], "a host's folders replace the variable's"
+        assert locations.find_model("harmoim", DEFAULT_WEIGHTS_NAME) == shipped / DEFAULT_WEIGHTS_NAME
+    finally:
+        locations.use_host_model_folders(None)
+
+
+def test_inside_comfyui_the_models_are_looked_up_in_comfyuis_folders_then_the_shipped_files(tmp_path, monkeypatch):
+    import types
+
+    from comfy_harmovid import locations
+    from comfy_harmovid.harmoim.weights import DEFAULT_WEIGHTS_NAME, default_weights_path
+    from nodes import comfy_adapter
+
+    registered = {"sam2": ([str(tmp_path / "elsewhere" / "sam2")], {".pt"})}
+    folder_paths = types.SimpleNamespace(models_dir=str(tmp_path / "models"), folder_names_and_paths=registered,
+                                         get_folder_paths=lambda kind: list(registered[kind][0]))
+    monkeypatch.setattr(comfy_adapter, "_folder_paths", folder_paths)
+    monkeypatch.setattr(comfy_adapter, "IN_COMFYUI", True)
+    monkeypatch.setenv("HARMOVID_MODELS_DIR", str(tmp_path / "ignored inside ComfyUI"))
+    try:
+        comfy_adapter.register_model_folders()
+        shipped = locations.shipped_path("harmoim")
+        assert comfy_adapter.model_folders("harmoim") == [tmp_path / "models" / "harmoim", shipped]
+        assert comfy_adapter.model_folders("sam2") == [tmp_path / "elsewhere" / "sam2", tmp_path / "models" / "sam2"]
+        assert registered["sam2"][1] == {".pt", ".safetensors"}
+        assert default_weights_path() == shipped / DEFAULT_WEIGHTS_NAME
+        assert DEFAULT_WEIGHTS_NAME in comfy_adapter.list_models("harmoim")
+        (tmp_path / "models" / "harmoim").mkdir(parents=True)
+        (tmp_path / "models" / "harmoim" / DEFAULT_WEIGHTS_NAME).write_bytes(b"")
+        assert default_weights_path() == tmp_path / "models" / "harmoim" / DEFAULT_WEIGHTS_NAME
+        with pytest.raises(HarmoVidError, match="refresh ComfyUI"):
+            comfy_adapter.resolve_model_path("sam2", "absent.safetensors")
+    finally:
+        locations.use_host_model_folders(None)

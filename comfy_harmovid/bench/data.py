@@ -14,23 +14,34 @@ from ..filters import resize
 from ..io import read_video
 from ..progress import ProgressCallback, report
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+DEV_DATA_VARIABLE = "HARMOVID_DEV_DATA"
+# The development checkout's layout: the dev data beside the checkout, in ../shared/data/dev.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+_CHECKOUT_DEV_DATA = _CHECKOUT.parent / "shared" / "data" / "dev"
 
 
 def dev_data_dir() -> Path:
-    """The dev data folder: ``$HARMOVID_DEV_DATA``, else ``../shared/data/dev`` next to the repository."""
-    return Path(os.environ.get("HARMOVID_DEV_DATA", REPO_ROOT.parent / "shared" / "data" / "dev"))
+    """The dev data folder: ``$HARMOVID_DEV_DATA``, else ``../shared/data/dev`` beside a source checkout
+    when that folder exists. Raises a ``HarmoVidError`` naming the variable when there is none."""
+    if os.environ.get(DEV_DATA_VARIABLE):
+        root = Path(os.environ[DEV_DATA_VARIABLE]).expanduser()
+        if not root.is_dir():
+            raise HarmoVidError(f"{DEV_DATA_VARIABLE} is {root}, which is not a folder; set it to the dev data folder.")
+        return root
+    if (_CHECKOUT / "pyproject.toml").is_file() and _CHECKOUT_DEV_DATA.is_dir():
+        return _CHECKOUT_DEV_DATA
+    raise HarmoVidError(
+        f"no dev data folder: set {DEV_DATA_VARIABLE} to it, or pass the clips, LUTs or files by path."
+    )
 
 
 def resolve_paths(patterns: Optional[Sequence[str]], default: str, what: str) -> List[Path]:
     """Expand paths and globs (``patterns``), or the dev data's ``default`` glob when none are given."""
     if not patterns:
-        root = dev_data_dir()
-        if not root.is_dir():
-            raise HarmoVidError(
-                f"no {what} given and the dev data folder {root} does not exist. Pass them by path "
-                f"(e.g. --{what} 'my/folder/*'), or set HARMOVID_DEV_DATA to the dev data folder."
-            )
+        try:
+            root = dev_data_dir()
+        except HarmoVidError as error:
+            raise HarmoVidError(f"no {what} given, and {error} E.g. --{what} 'my/folder/*'.") from None
         patterns = [str(root / default)]
     paths = []
     for pattern in patterns:

@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from ..cli.common import progress_bar
+from ..locations import shipped_path
 from .isolated import main_for, peak_rss_mib, run_isolated
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "models" / "configs"
+CONFIG_DIR = shipped_path("configs", "models")
 DEFAULT_CONFIGS = ("tiny", "small")
 DEFAULT_FRAMES = (17, 49, 97, 193)
 DEFAULT_SIZE = (128, 192)  # height, width in pixels
@@ -31,7 +32,7 @@ PAPER_TILER = dict(window=22, overlap=6)  # the paper's 85-frame windows, 24 fra
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("diffusion", help="Sampler seconds/step and peak memory vs clip length; seams.")
-    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help="config cards from models/configs (default %(default)s)")
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help="shipped model configs (comfy_harmovid/resources/configs/models; default %(default)s)")
     parser.add_argument("--frames", default=",".join(map(str, DEFAULT_FRAMES)), help="clip lengths in frames (default %(default)s)")
     parser.add_argument("--size", default="x".join(map(str, DEFAULT_SIZE)), help="HEIGHTxWIDTH in pixels (default %(default)s)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per run, after one warm-up step (default %(default)s)")

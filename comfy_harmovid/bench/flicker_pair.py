@@ -85,9 +85,8 @@ def _main(args) -> int:
     if list_methods(args):
         return 0
     check_settings(args)
-    root = dev_data_dir() / "flicker"
-    clean_path = Path(args.input or root / "dvp_bikepacking_input.mp4")
-    processed_path = Path(args.processed or root / "dvp_bikepacking_processed.mp4")
+    clean_path = Path(args.input or dev_data_dir() / "flicker" / "dvp_bikepacking_input.mp4")
+    processed_path = Path(args.processed or dev_data_dir() / "flicker" / "dvp_bikepacking_processed.mp4")
     for path, option in ((clean_path, "--input"), (processed_path, "--processed")):
         if not path.is_file():
             raise HarmoVidError(f"{path} not found. Pass the pair with {option}, or set HARMOVID_DEV_DATA.")

@@ -85,7 +85,7 @@ def timed(function, frames: int):
 
 
 def run_benchmark(args, progress=None) -> dict:
-    clip_path, background_path = Path(args.clip), Path(args.background)
+    clip_path, background_path = _dev_path(args.clip), _dev_path(args.background)
     frames = load_clip(clip_path, args.frames, args.size)
     rows, cols = picture_area(frames)  # green-screen clips are often letterboxed: score the picture only
     frames = frames[:, rows, cols].contiguous()
@@ -147,6 +147,7 @@ def flicker_benchmark(paths, frames: int, size: int, smoothing: float) -> dict:
 
 
 def _dev_path(name: str) -> Path:
+    """``name`` as given when it exists, else ``name`` inside the dev data folder."""
     path = Path(name)
     return path if path.exists() else dev_data_dir() / name
 
@@ -181,14 +182,14 @@ def run(args) -> int:
 
 
 def register(subparsers) -> None:
-    dev = dev_data_dir()
     parser = subparsers.add_parser(
         "masks", help="Portrait mask quality against a green-screen key (IoU, alpha error, flicker, edges).",
         description=__doc__,
     )
-    parser.add_argument("--clip", default=str(dev / "people/lp_d0.mp4"), help="a green-screen portrait clip")
+    parser.add_argument("--clip", default="people/lp_d0.mp4", help="a green-screen portrait clip (default: %(default)s in the dev data)")
     parser.add_argument(
-        "--background", default=str(dev / "backgrounds/dvp_venice_canal.mp4"), help="background video for the composites"
+        "--background", default="backgrounds/dvp_venice_canal.mp4",
+        help="background video for the composites (default: %(default)s in the dev data)"
     )
     parser.add_argument("--frames", type=int, default=78, help="frames to use from the start (default 78)")
     parser.add_argument("--size", type=int, default=512, help="short side in pixels (never upscaled; default 512)")

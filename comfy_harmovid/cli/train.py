@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from ..errors import HarmoVidError
+from ..locations import shipped_path
 
-HARMOIM_CONFIG = Path(__file__).resolve().parents[1] / "harmoim" / "configs" / "harmoim-v1.yaml"
+HARMOIM_CONFIG = shipped_path("configs", "harmoim", "harmoim-v1.yaml")
 
 
 def _print_record(record: dict) -> None:

@@ -1,31 +1,27 @@
 """Learned HarmoIm weights: one safetensors file with the network config (and how it was trained) in its
-metadata. The pack ships ``models/harmoim/harmoim-v1.safetensors``; users may train their own with
-``harmovid train harmoim`` and put them in ``models/harmoim/`` (or ComfyUI's ``models/harmoim``)."""
+metadata. The package ships its default weights in ``comfy_harmovid/resources/harmoim``; users may train
+their own with ``harmovid train harmoim`` and put them in their models folder (``$HARMOVID_MODELS_DIR/harmoim``
+or ComfyUI's ``models/harmoim``), which is searched first."""
 
 import json
-import os
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
-from safetensors.torch import save_file
 
 from ..errors import HarmoVidError
-from ..model.checkpoint import check_state_dict, read_safetensors, read_safetensors_header
+from ..locations import model_folders
+from ..model.checkpoint import check_state_dict, read_safetensors, read_safetensors_header, save_safetensors
 from .network import HarmoImConfig, HarmoImNet
 
 CONFIG_KEY = "harmoim_config"
 TRAINING_KEY = "harmoim_training"
 DEFAULT_WEIGHTS_NAME = "harmoim-v1.safetensors"
-PACK_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
 def weights_folders() -> list:
-    """Where the default weights are looked for: ``$HARMOVID_MODELS_DIR/harmoim``, then the pack's ``models/harmoim``."""
-    folders = [PACK_MODELS_DIR / "harmoim"]
-    if os.environ.get("HARMOVID_MODELS_DIR"):
-        folders.insert(0, Path(os.environ["HARMOVID_MODELS_DIR"]) / "harmoim")
-    return folders
+    """Where the default weights are looked for: the user's ``harmoim`` model folders, then the shipped one."""
+    return model_folders("harmoim")
 
 
 def default_weights_path() -> Optional[Path]:
@@ -41,15 +37,11 @@ def save_harmoim(net: HarmoImNet, path: Union[str, Path], training: dict = None,
     path = Path(path)
     if path.exists() and not overwrite:
         raise HarmoVidError(f"{path} already exists; choose another name or pass overwrite=True (--overwrite).")
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": "pt", "harmovid_kind": "harmoim", CONFIG_KEY: net.config.to_json()}
     if training is not None:
         metadata[TRAINING_KEY] = json.dumps(training)
     state = {name: tensor.detach().contiguous() for name, tensor in net.state_dict().items()}
-    partial = path.with_name(f".{path.name}.partial")
-    save_file(state, str(partial), metadata=metadata)
-    os.replace(partial, path)
-    return path
+    return save_safetensors(state, path, metadata)
 
 
 def training_record(path: Union[str, Path]) -> Optional[dict]:

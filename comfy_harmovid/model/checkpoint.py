@@ -3,7 +3,8 @@
 A HarmoVid transformer checkpoint is one ``.safetensors`` file whose metadata holds
 ``harmovid_config`` (the ``HarmoVidConfig`` as JSON); a VAE checkpoint holds ``harmovid_vae_config``
 (diffusers' ``AutoencoderKLCogVideoX`` config). The VAE also loads from a local diffusers folder
-(``config.json`` + ``diffusion_pytorch_model.safetensors``). Pickled files are never opened.
+(``config.json`` + ``diffusion_pytorch_model.safetensors``). Pickled files are never opened. Every file is
+written atomically: readers see the old file or the complete new one, never a partial one.
 """
 
 import json
@@ -15,6 +16,7 @@ from accelerate import init_empty_weights
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..atomic import atomic_output
 from ..errors import HarmoVidError
 from .config import HarmoVidConfig
 from .transformer import HarmoVidTransformer
@@ -187,6 +189,15 @@ def check_state_dict(expected: Mapping[str, torch.Size], found: Mapping, what: s
         )
 
 
+def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: Union[str, Path],
+                     metadata: Optional[Dict[str, str]] = None) -> Path:
+    """Write ``state_dict`` (contiguous tensors) to ``path`` atomically; a failed write leaves any old file intact."""
+    path = Path(path)
+    with atomic_output(path) as partial:
+        save_file(dict(state_dict), str(partial), metadata=metadata)
+    return path
+
+
 def _contiguous(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return {name: tensor.detach().contiguous() for name, tensor in state_dict.items()}
 
@@ -208,11 +219,8 @@ def _finish_load(model: torch.nn.Module, state_dict: StateDict, dtype: torch.dty
 
 def save_transformer(model: HarmoVidTransformer, path: Union[str, Path]) -> Path:
     """Write ``model``'s weights and config to one safetensors file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": "pt", "harmovid_kind": "transformer", TRANSFORMER_CONFIG_KEY: model.config.to_json()}
-    save_file(_contiguous(model.state_dict()), str(path), metadata=metadata)
-    return path
+    return save_safetensors(_contiguous(model.state_dict()), path, metadata)
 
 
 def load_transformer(
@@ -236,12 +244,9 @@ def load_transformer(
 def save_vae(vae, path: Union[str, Path]) -> Path:
     """Write a ``HarmoVidVAE`` (or a diffusers ``AutoencoderKLCogVideoX``) and its config to one safetensors file."""
     module = getattr(vae, "vae", vae)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in dict(module.config).items() if not k.startswith("_")}
     metadata = {"format": "pt", "harmovid_kind": "vae", VAE_CONFIG_KEY: json.dumps(config)}
-    save_file(_contiguous(module.state_dict()), str(path), metadata=metadata)
-    return path
+    return save_safetensors(_contiguous(module.state_dict()), path, metadata)
 
 
 def load_vae(

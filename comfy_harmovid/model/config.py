@@ -145,7 +145,7 @@ class HarmoVidConfig:
         if not text.lstrip().startswith("{"):
             path = Path(text)
             if not path.is_file():
-                raise HarmoVidError(f"Config file {path} does not exist. Pass a JSON file from models/configs/.")
+                raise HarmoVidError(f"Config file {path} does not exist. Pass a JSON file such as those in comfy_harmovid/resources/configs/models/.")
             text = path.read_text()
         try:
             data = json.loads(text)

@@ -27,7 +27,6 @@ from typing import Dict, Optional, Tuple, Union
 
 import torch
 from accelerate import init_empty_weights
-from safetensors.torch import save_file
 
 from ..errors import HarmoVidError
 from .checkpoint import (
@@ -37,6 +36,7 @@ from .checkpoint import (
     read_diffusers_folder,
     read_safetensors,
     resolve_dtype,
+    save_safetensors,
 )
 from .config import HarmoVidConfig
 from .transformer import HarmoVidTransformer
@@ -186,11 +186,8 @@ def convert_cogvideox(
 
 
 def save_converted(config: HarmoVidConfig, state_dict: Dict[str, torch.Tensor], path: Union[str, Path]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": "pt", "harmovid_kind": "transformer", TRANSFORMER_CONFIG_KEY: config.to_json()}
-    save_file(state_dict, str(path), metadata=metadata)
-    return path
+    return save_safetensors(state_dict, path, metadata)
 
 
 def convert_vae(base: Union[str, Path], path: Union[str, Path], dtype: Union[None, str, torch.dtype] = None) -> Path:
@@ -208,8 +205,5 @@ def convert_vae(base: Union[str, Path], path: Union[str, Path], dtype: Union[Non
     check_state_dict(expected, state, f"The VAE in {folder}")
     if dtype is not None:
         state = {k: v.to(resolve_dtype(dtype)) if v.is_floating_point() else v for k, v in state.items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(path),
-              metadata={"format": "pt", "harmovid_kind": "vae", VAE_CONFIG_KEY: json.dumps(config)})
-    return path
+    return save_safetensors({k: v.contiguous() for k, v in state.items()}, path,
+                            {"format": "pt", "harmovid_kind": "vae", VAE_CONFIG_KEY: json.dumps(config)})

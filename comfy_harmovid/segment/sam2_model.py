@@ -171,7 +171,7 @@ def convert_sam2_checkpoint(source: Union[str, Path], target: Union[str, Path], 
     The pickle is opened with ``torch.load(weights_only=True)``, which refuses anything but tensors
     and plain containers. Returns the written path.
     """
-    from safetensors.torch import save_file
+    from ..model.checkpoint import save_safetensors
 
     source, target = Path(source), Path(target)
     if not source.is_file():
@@ -187,7 +187,4 @@ def convert_sam2_checkpoint(source: Union[str, Path], target: Union[str, Path], 
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise HarmoVidError(f"{source} holds no SAM 2 state dict (expected a dict of tensors under 'model').")
-    temporary = target.with_name(target.name + ".part")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(temporary))
-    os.replace(temporary, target)
-    return target
+    return save_safetensors({k: v.contiguous() for k, v in state.items()}, target)

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import HarmoVidError
 from ..model import save_transformer
-from ..model.checkpoint import read_safetensors
+from ..atomic import atomic_output
+from ..model.checkpoint import read_safetensors, save_safetensors
 
 TRANSFORMER = "transformer.safetensors"
 OPTIMIZER = "optimizer.safetensors"
@@ -23,7 +24,7 @@ def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
     for param_id, values in state["state"].items():
         for name, value in values.items():
             tensors[f"{param_id}/{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    save_file(tensors, str(path), metadata={"param_groups": json.dumps(state["param_groups"])})
+    save_safetensors(tensors, path, {"param_groups": json.dumps(state["param_groups"])})
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
@@ -42,7 +43,8 @@ def save_checkpoint(folder: Path, transformer, optimizer, step: int, extra: dict
     folder.mkdir(parents=True, exist_ok=True)
     save_transformer(transformer, folder / TRANSFORMER)
     save_optimizer(optimizer, folder / OPTIMIZER)
-    (folder / STATE).write_text(json.dumps({"step": step, **extra}, indent=2))
+    with atomic_output(folder / STATE) as partial:  # written last: its presence marks a complete checkpoint
+        partial.write_text(json.dumps({"step": step, **extra}, indent=2))
     return folder
 
 

@@ -18,6 +18,7 @@ from typing import Callable, Dict, Optional
 import torch
 
 from ..errors import HarmoVidError
+from ..locations import shipped_path
 from ..model import HarmoVidConfig, HarmoVidTransformer, load_transformer, load_vae
 from ..model.layout import pad_by_repeating
 from ..sampling import make_scheduler
@@ -25,18 +26,19 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import TrainingClips, check_frame_count, read_manifest
 from .objective import harmovid_loss
 
-MODEL_CONFIGS = Path(__file__).resolve().parents[2] / "models" / "configs"
+MODEL_CONFIGS = shipped_path("configs", "models")
+TRAINING_CONFIGS = shipped_path("configs", "training")
 
 
 @dataclass
 class TrainConfig:
-    """One training run (a YAML file in ``comfy_harmovid/train/configs`` sets these fields)."""
+    """One training run (a YAML file such as the shipped ``comfy_harmovid/resources/configs/training/*.yaml`` sets these fields)."""
 
     stage: str = "harmovid"  # "deflicker" (stage 2) or "harmovid" (stage 3)
     manifest: str = ""  # the data manifest (see data.py)
     vae: str = ""  # the frozen VAE: a save_vae file or a diffusers CogVideoX (vae) folder
     output_dir: str = "runs/harmovid"
-    model: str = "tiny"  # a models/configs name or a config JSON path (ignored when init is given)
+    model: str = "tiny"  # a shipped model config name (resources/configs/models) or a config JSON path (ignored when init is given)
     model_overrides: Dict = field(default_factory=dict)
     init: str = ""  # start from these transformer weights (e.g. a converted CogVideoX, or stage 2)
     frames: int = 9
@@ -63,7 +65,7 @@ class TrainConfig:
     def from_file(cls, path, **overrides) -> "TrainConfig":
         path = Path(path)
         if not path.is_file():
-            named = Path(__file__).parent / "configs" / f"{path}.yaml"
+            named = TRAINING_CONFIGS / f"{path}.yaml"
             if not named.is_file():
                 raise HarmoVidError(f"training config {path} not found; pass a YAML/JSON file or a shipped name (tiny, 2b, 5b).")
             path = named
