@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..cli.common import progress_bar
 from ..locations import shipped_path
+from ..progress import progress_bar
 from .isolated import main_for, peak_rss_mib, run_isolated
 
 CONFIG_DIR = shipped_path("configs", "models")

@@ -17,7 +17,7 @@ import torch
 
 from .. import metrics
 from ..errors import HarmoVidError
-from ..progress import ProgressCallback, report
+from ..progress import ProgressCallback, progress_bar, report
 from . import methods as method_registry
 from .data import dev_data_dir, load_clip
 from .protocol import add_arguments, check_settings, finish, list_methods
@@ -80,8 +80,6 @@ def run_flicker_pair(
 
 
 def _main(args) -> int:
-    from ..cli.common import progress_bar
-
     if list_methods(args):
         return 0
     check_settings(args)

@@ -24,10 +24,10 @@ import torch
 
 from .. import metrics
 from ..alpha import pseudo_alpha
-from ..cli.common import progress_bar
 from ..composite import alpha_over, decontaminate_foreground
 from ..errors import HarmoVidError
 from ..filters import resize
+from ..progress import progress_bar
 from ..segment import segment_portrait, segment_with_sam2
 from ..segment.chroma import chroma_key, picture_area
 from ..segment.portrait import DEFAULT_TEMPORAL_SMOOTHING

@@ -11,7 +11,7 @@ import torch
 from .. import metrics
 from ..color import read_cube
 from ..errors import HarmoVidError
-from ..progress import ProgressCallback, report
+from ..progress import ProgressCallback, progress_bar, report
 from . import report as reporting
 from .data import load_portraits, resolve_paths
 
@@ -183,8 +183,6 @@ def finish(args, result: dict, sheet_rows) -> None:
 
 def run_command(args, title: str, run_protocol) -> int:
     """The body of ``harmovid bench harmonize|deflicker``: load, run ``run_protocol``, report."""
-    from ..cli.common import progress_bar
-
     if list_methods(args):
         return 0
     check_settings(args)

@@ -1,27 +1,8 @@
-"""Helpers shared by the command modules: terminal progress bars and JSON output."""
+"""Helpers shared by the command modules: JSON output and the output options.
+
+The terminal progress bar is ``comfy_harmovid.progress.progress_bar``: the benchmarks use it too."""
 
 import json
-import sys
-from contextlib import contextmanager
-
-from tqdm import tqdm
-
-
-@contextmanager
-def progress_bar(description: str, unit: str = "frame"):
-    """Yield a ``progress(done, total)`` callback drawing a tqdm bar on stderr."""
-    bar = tqdm(desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=None)
-
-    def update(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
-        yield update
-    finally:
-        bar.close()
 
 
 def print_json(data) -> None:

@@ -9,8 +9,9 @@ from ..deflicker import Deflicker
 from ..errors import HarmoVidError
 from ..harmonize import METHODS, make_harmonizer
 from ..io import VideoWriter, iter_mask_chunks, iter_video_chunks, probe_video
+from ..progress import progress_bar
 from ..validate import check_strength
-from .common import add_output_arguments, progress_bar
+from .common import add_output_arguments
 
 CHUNK_FRAMES = 16
 

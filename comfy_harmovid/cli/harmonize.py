@@ -9,7 +9,8 @@ from ..errors import HarmoVidError
 from ..harmonize import METHODS as HARMONIZE_METHODS
 from ..pipeline import AUDIO_SOURCES, HarmonizeSettings, harmonize_video
 from ..samples import sample_path
-from .common import add_output_arguments, progress_bar
+from ..progress import progress_bar
+from .common import add_output_arguments
 
 SHEET_FRAMES = 4  # frames shown in a before/after contact sheet
 

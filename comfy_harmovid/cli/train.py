@@ -53,7 +53,8 @@ def _run_evaluate(args) -> int:
     import torch
 
     from ..train.evaluate import evaluate_lut_pairs
-    from .common import print_json, progress_bar
+    from ..progress import progress_bar
+    from .common import print_json
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,7 +74,7 @@ def _run_harmoim(args) -> int:
     from ..harmoim.training import HarmoImTrainConfig, build_pool, train_harmoim
     from ..harmoim.weights import save_harmoim
     from ..train.data import read_manifest
-    from .common import progress_bar
+    from ..progress import progress_bar
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:  # checked before minutes of training, not after
