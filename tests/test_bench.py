@@ -11,7 +11,7 @@ from comfy_harmovid.bench.data import Portrait, benchmark_size, resolve_paths
 from comfy_harmovid.bench.deflicker import run_deflicker_protocol
 from comfy_harmovid.bench.flicker_pair import run_flicker_pair
 from comfy_harmovid.bench.harmonize import run_harmonize_protocol
-from comfy_harmovid.bench.sheet import contact_sheet
+from comfy_harmovid.contact_sheet import contact_sheet
 from comfy_harmovid.cli import main
 from comfy_harmovid.color import Lut, identity_lut
 from comfy_harmovid.errors import HarmoVidError

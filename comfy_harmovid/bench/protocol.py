@@ -10,6 +10,7 @@ import torch
 
 from .. import metrics
 from ..color import read_cube
+from ..contact_sheet import save_contact_sheet
 from ..errors import HarmoVidError
 from ..progress import ProgressCallback, progress_bar, report
 from . import report as reporting
@@ -165,8 +166,6 @@ def load_cases_inputs(args, progress: ProgressCallback = None):
 
 def finish(args, result: dict, sheet_rows) -> None:
     """Print the tables, write the JSON and the contact sheet the options ask for."""
-    from .sheet import save_contact_sheet
-
     print(reporting.format_report(result))
     if args.json:
         reporting.write_json(args.json, result)

@@ -75,15 +75,13 @@ def _run(args, foreground, background) -> int:
 
 
 def _save_sheet(path: Path, result) -> None:
-    from ..bench.sheet import contact_sheet  # Pillow drawing, only needed here
+    from ..contact_sheet import save_contact_sheet  # Pillow drawing, only needed here
 
     rows = [
         (f"frame {i}", {"composite (before)": before, "harmonized (after)": after})
         for i, (before, after) in sorted(result.kept.items())
     ]
-    temporary = path.with_name(f".{path.name}.partial.png")
-    contact_sheet(rows, thumb_height=160).save(temporary)
-    temporary.replace(path)
+    save_contact_sheet(path, rows, thumb_height=160)
 
 
 def _harmonize(args) -> int:

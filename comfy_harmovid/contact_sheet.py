@@ -1,4 +1,5 @@
-"""Contact sheets: a labelled grid of frames (input / reference / each method) so a person can look."""
+"""Contact sheets: a labelled grid of frames (before / after, or input / reference / each method) so a
+person can look. Used by ``harmovid harmonize --sheet`` and the benchmarks."""
 
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -6,6 +7,8 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from .atomic import atomic_output
 
 LABEL_HEIGHT = 16
 ROW_LABEL_WIDTH = 150
@@ -51,4 +54,8 @@ def contact_sheet(
 
 
 def save_contact_sheet(path, rows, thumb_height: int = 128) -> None:
-    contact_sheet(rows, thumb_height).save(Path(path))
+    """Draw ``contact_sheet(rows)`` and write it, atomically, in the format the path's suffix names."""
+    path = Path(path)
+    image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    with atomic_output(path) as partial:
+        contact_sheet(rows, thumb_height).save(partial, format=image_format)
