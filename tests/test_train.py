@@ -12,10 +12,11 @@ import yaml
 from diffusers import AutoencoderKLCogVideoX
 
 from comfy_harmovid.errors import HarmoVidError
+from comfy_harmovid.footage import read_manifest
 from comfy_harmovid.io import write_video
 from comfy_harmovid.model import HarmoVidConfig, HarmoVidTransformer, load_transformer, save_vae
 from comfy_harmovid.sampling import make_scheduler
-from comfy_harmovid.train.data import TrainingClips, read_manifest, remove_person
+from comfy_harmovid.train.data import TrainingClips, remove_person
 from comfy_harmovid.train.objective import harmovid_loss
 from comfy_harmovid.train.trainer import TrainConfig, train
 from conftest import make_portrait_clip

@@ -12,6 +12,7 @@ from .. import metrics
 from ..color import read_cube
 from ..contact_sheet import save_contact_sheet
 from ..errors import HarmoVidError
+from ..footage import read_manifest
 from ..progress import ProgressCallback, progress_bar, report
 from . import report as reporting
 from .data import load_portraits, resolve_paths
@@ -143,8 +144,6 @@ def load_cases_inputs(args, progress: ProgressCallback = None):
     if getattr(args, "manifest", None):
         if args.clips or args.luts:
             raise HarmoVidError("give either --manifest or --clips/--luts, not both.")
-        from ..train.data import read_manifest
-
         manifest = read_manifest(args.manifest)
         clip_paths, lut_paths = [clip.path for clip in manifest.role("portrait")], list(manifest.luts)
         if not lut_paths:

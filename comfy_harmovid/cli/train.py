@@ -23,7 +23,7 @@ def _run_vae(args) -> int:
     import torch
 
     from ..model import save_vae
-    from ..train.data import read_manifest
+    from ..footage import read_manifest
     from ..train.tiny_vae import fit_tiny_vae
 
     if args.threads:
@@ -73,7 +73,7 @@ def _run_evaluate(args) -> int:
 def _run_harmoim(args) -> int:
     from ..harmoim.training import HarmoImTrainConfig, build_pool, train_harmoim
     from ..harmoim.weights import save_harmoim
-    from ..train.data import read_manifest
+    from ..footage import read_manifest
     from ..progress import progress_bar
 
     output = Path(args.output)

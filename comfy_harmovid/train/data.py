@@ -1,12 +1,5 @@
-"""Training data: a manifest of your footage, clips read lazily, and the paired items of each stage.
-
-Manifest (YAML or JSON; relative paths are relative to the manifest's folder, globs allowed)::
-
-    clips:
-      - {path: people/lp_d0.mp4, role: portrait}                 # a person to harmonize (mask: MediaPipe)
-      - {path: people/me.mp4, role: portrait, mask: me_mask.mp4}  # ... or with your own mask video
-      - {path: backgrounds/canal.mp4, role: background}           # a scene to put people into
-    luts: [luts/*.cube]                                             # colour looks for synthetic foregrounds
+"""Training data: clips of a footage manifest (``comfy_harmovid.footage``) read lazily, and the paired
+items of each stage.
 
 Every item is a dict of ``[T, H, W, 3]`` clips ``target``, ``composite``, ``background`` and a
 ``[T, H, W]`` ``mask`` (1 = person), ``T = 4k + 1`` at the training size, plus its ``path`` name:
@@ -25,10 +18,7 @@ Every item is a dict of ``[T, H, W, 3]`` clips ``target``, ``composite``, ``back
 Items depend only on ``(seed, index)``, so a run and its resume see the same data.
 """
 
-import glob
-import json
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -42,75 +32,12 @@ from ..composite import alpha_over
 from ..deflicker import deflicker
 from ..errors import HarmoVidError
 from ..filters import resize
+from ..footage import ClipEntry, Manifest
 from ..harmonize import harmonize_frames
 from ..io import probe_video, read_mask, read_video
 
-ROLES = ("portrait", "background")
 STAGES = {"deflicker": ("deflicker",), "harmovid": ("real_to_synthetic", "synthetic_to_real", "lut")}
 PLATE_WORK_SIZE = 128  # inpainting runs on a frame of at most this many pixels along its long side
-
-
-@dataclass(frozen=True)
-class ClipEntry:
-    path: Path
-    role: str
-    mask: Optional[Path] = None
-
-
-@dataclass
-class Manifest:
-    clips: List[ClipEntry]
-    luts: List[Path] = field(default_factory=list)
-
-    def role(self, role: str) -> List[ClipEntry]:
-        return [clip for clip in self.clips if clip.role == role]
-
-
-def _expand(pattern: str, root: Path, what: str) -> List[Path]:
-    full = Path(pattern).expanduser()
-    full = full if full.is_absolute() else root / full
-    matches = sorted(Path(match) for match in glob.glob(str(full)))
-    if not matches:
-        raise HarmoVidError(f"manifest: no {what} found at {full}. Fix the path (relative to the manifest's folder).")
-    return matches
-
-
-def read_manifest(path) -> Manifest:
-    """Parse a YAML/JSON manifest (see the module notes); paths are checked, nothing is read yet."""
-    path = Path(path)
-    if not path.is_file():
-        raise HarmoVidError(f"manifest {path} does not exist. Write one as described in docs/training.md.")
-    text = path.read_text()
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as error:  # yaml and json raise different types
-        raise HarmoVidError(f"manifest {path} is not valid YAML/JSON ({error}).") from error
-    if not isinstance(data, dict) or not isinstance(data.get("clips"), list):
-        raise HarmoVidError(f"manifest {path} must be a mapping with a 'clips' list (see docs/training.md).")
-    root = path.parent
-    clips = []
-    for number, item in enumerate(data["clips"], 1):
-        if isinstance(item, str):
-            item = {"path": item}
-        if not isinstance(item, dict) or "path" not in item:
-            raise HarmoVidError(f"manifest {path}: clip {number} needs a 'path'.")
-        role = item.get("role", "portrait")
-        if role not in ROLES:
-            raise HarmoVidError(f"manifest {path}: clip {number} has role {role!r}; use one of {', '.join(ROLES)}.")
-        mask = item.get("mask")
-        for clip_path in _expand(str(item["path"]), root, "clips"):
-            mask_path = _expand(str(mask), root, "masks")[0] if mask else None
-            clips.append(ClipEntry(clip_path, role, mask_path))
-    luts = [lut for pattern in data.get("luts") or [] for lut in _expand(str(pattern), root, "LUTs")]
-    manifest = Manifest(clips, luts)
-    if not manifest.role("portrait"):
-        raise HarmoVidError(f"manifest {path} lists no portrait clips; training needs people (role: portrait).")
-    return manifest
 
 
 # -- reading clips -----------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from typing import Callable, Optional
 import torch
 from diffusers import AutoencoderKLCogVideoX
 
+from ..footage import Manifest
 from ..model import HarmoVidVAE
-from .data import ClipReader, Manifest
+from .data import ClipReader
 
 TINY_VAE_CONFIG = dict(
     block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8, latent_channels=4,

@@ -18,12 +18,13 @@ from typing import Callable, Dict, Optional
 import torch
 
 from ..errors import HarmoVidError
+from ..footage import read_manifest
 from ..locations import shipped_path
 from ..model import HarmoVidConfig, HarmoVidTransformer, load_transformer, load_vae
 from ..model.layout import pad_by_repeating
 from ..sampling import make_scheduler
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .data import TrainingClips, check_frame_count, read_manifest
+from .data import TrainingClips, check_frame_count
 from .objective import harmovid_loss
 
 MODEL_CONFIGS = shipped_path("configs", "models")
