@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from comfy_harmovid.bench import methods, report
-from comfy_harmovid.bench.data import Portrait, benchmark_size, resolve_paths
+from comfy_harmovid.evaluation.dev_data import Portrait, benchmark_size, resolve_paths
 from comfy_harmovid.bench.deflicker import run_deflicker_protocol
 from comfy_harmovid.bench.flicker_pair import run_flicker_pair
 from comfy_harmovid.bench.harmonize import run_harmonize_protocol

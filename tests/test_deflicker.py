@@ -9,7 +9,7 @@ from comfy_harmovid.cli import main as harmovid
 from comfy_harmovid.deflicker import Deflicker, apply_colour_map, deflicker, fit_local_colour_map
 from comfy_harmovid.errors import HarmoVidError
 from comfy_harmovid.io import read_video, write_video
-from comfy_harmovid.metrics import warping_error
+from comfy_harmovid.evaluation.metrics import warping_error
 from nodes.harmonization import HarmoVidLightingDeflicker
 
 from conftest import make_portrait_clip

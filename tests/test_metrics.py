@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from comfy_harmovid.errors import HarmoVidError
-from comfy_harmovid.metrics import (
+from comfy_harmovid.evaluation.metrics import (
     boundary_sharpness,
     clip_flow,
     fmse,

@@ -16,10 +16,10 @@ import torch
 
 from ..color import Lut, apply_lut, blend_luts
 from ..errors import HarmoVidError
+from ..evaluation.cases import composite
+from ..evaluation.dev_data import Portrait
 from ..progress import ProgressCallback
 from . import methods as method_registry
-from .data import Portrait
-from .harmonize import composite
 from .protocol import Case, add_arguments, evaluate, result_document, run_command
 
 DESCRIPTION = (

@@ -15,11 +15,11 @@ from typing import Sequence
 
 import torch
 
-from .. import metrics
 from ..errors import HarmoVidError
+from ..evaluation import metrics
+from ..evaluation.dev_data import dev_data_dir, load_clip
 from ..progress import ProgressCallback, progress_bar, report
 from . import methods as method_registry
-from .data import dev_data_dir, load_clip
 from .protocol import add_arguments, check_settings, finish, list_methods
 
 DEFAULT_FRAMES = 32

@@ -22,17 +22,17 @@ from pathlib import Path
 
 import torch
 
-from .. import metrics
 from ..alpha import pseudo_alpha
 from ..composite import alpha_over, decontaminate_foreground
 from ..errors import HarmoVidError
+from ..evaluation import metrics
+from ..evaluation.dev_data import dev_data_dir, load_clip
 from ..filters import resize
 from ..progress import progress_bar
 from ..segment import segment_portrait, segment_with_sam2
 from ..segment.chroma import chroma_key, picture_area
 from ..segment.portrait import DEFAULT_TEMPORAL_SMOOTHING
 from ..segment.temporal import mask_flicker
-from .data import dev_data_dir, load_clip
 
 COLUMNS = (
     ("iou", "IoU vs key", "{:.4f}"),

@@ -3,36 +3,23 @@ plumbing (options, loading, table, JSON, contact sheet)."""
 
 import argparse
 import sys
-from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 
-from .. import metrics
 from ..color import read_cube
 from ..contact_sheet import save_contact_sheet
 from ..errors import HarmoVidError
+from ..evaluation import metrics
+from ..evaluation.cases import Case
+from ..evaluation.dev_data import load_portraits, resolve_paths
 from ..footage import read_manifest
 from ..progress import ProgressCallback, progress_bar, report
 from . import report as reporting
-from .data import load_portraits, resolve_paths
 
 DEFAULT_FRAMES = 16
 DEFAULT_SIZE = 320
 DEFAULT_SEED = 0
-
-
-@dataclass
-class Case:
-    """One test case: the degraded ``input`` a method gets, the clean ``reference`` it should reach,
-    the person ``mask`` (scoring) and soft ``alpha`` (what the method is given), and ``info`` for the JSON."""
-
-    name: str
-    input: torch.Tensor
-    reference: torch.Tensor
-    mask: torch.Tensor
-    alpha: torch.Tensor
-    info: dict = field(default_factory=dict)
 
 
 def evaluate(

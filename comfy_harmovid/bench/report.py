@@ -8,7 +8,7 @@ from typing import Dict
 import numpy as np
 import torch
 
-from .. import metrics
+from ..evaluation import metrics
 
 # Column name -> (header, format, higher is better)
 COLUMNS = {

@@ -1,9 +1,9 @@
 """Score trained HarmoVid checkpoints on held-out LUT pairs (the paper's evaluation recipe) by fPSNR.
 
-Each held-out portrait clip is recoloured by each held-out LUT through its soft alpha (the bench's
-``lut_cases``); a model gets the composite, the person-removed plate of the composite as background
-and the alpha, runs through the normal path (``encode_condition`` -> ``sample`` -> ``vae.decode``) and
-must restore the original clip. Beside the models: doing nothing, the built-in HarmoIm, and the VAE
+Each held-out portrait clip is recoloured by each held-out LUT through its soft alpha
+(``evaluation.cases.lut_cases``); a model gets the composite, the person-removed plate of the composite
+as background and the alpha, runs through the normal path (``encode_condition`` -> ``sample`` ->
+``vae.decode``) and must restore the original clip. Beside the models: doing nothing, the built-in HarmoIm, and the VAE
 round trip of the original (the best a model's decoded frames can score behind this VAE). Each model
 is scored twice: its decoded frames, and with detail transfer (its light change put back on the
 composite, ``sampling.transfer_light``), which the VAE's round trip does not cap.
@@ -13,10 +13,10 @@ from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
-from .. import metrics
-from ..bench.data import load_portraits, resolve_paths
-from ..bench.harmonize import lut_cases
 from ..color import read_cube
+from ..evaluation import metrics
+from ..evaluation.cases import lut_cases
+from ..evaluation.dev_data import load_portraits, resolve_paths
 from ..harmonize import harmonize_frames
 from ..model import load_transformer, load_vae
 from ..sampling import encode_condition, sample, transfer_light

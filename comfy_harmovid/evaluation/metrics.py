@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import torch
 
-from .errors import HarmoVidError
-from .flow import dis_flow, occlusion_mask, warp
-from .progress import ProgressCallback, report
-from .validate import check_frames, check_mask, check_same_length, check_same_size
+from ..errors import HarmoVidError
+from ..flow import dis_flow, occlusion_mask, warp
+from ..progress import ProgressCallback, report
+from ..validate import check_frames, check_mask, check_same_length, check_same_size
 
 
 def _pair(output: torch.Tensor, reference: torch.Tensor):
