@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Regenerate workflows/*.json (UI format) and workflows/api/*.json (API format) from
-comfy_harmovid/workflows.py, using this pack's node classes for their inputs and defaults.
+scripts/workflow_definitions/, using this pack's node classes for their inputs and defaults.
 
     python scripts/make_workflows.py          # write the files
     python scripts/make_workflows.py --check  # exit 1 if the files differ from what would be written
@@ -12,9 +12,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 import nodes  # noqa: E402  (this pack's node classes)
-from comfy_harmovid.workflows import CORE_NODES, dumps, generate, schema_from_class, write_workflows  # noqa: E402
+from workflow_definitions import CORE_NODES, dumps, generate, schema_from_class, write_workflows  # noqa: E402
 
 
 def node_schemas() -> dict:

@@ -2,7 +2,6 @@
 values, no drift from the generator, and each API graph run in-process through this pack's nodes with
 the core video nodes stood in by comfy_harmovid.io."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,15 +16,15 @@ import nodes
 from comfy_harmovid.batch import Assignment, apply_assignments, check_api_workflow, load_api_workflow
 from comfy_harmovid.errors import HarmoVidError
 from comfy_harmovid.io import read_video, write_video
-from comfy_harmovid.workflows import FILE_COMBOS, dumps, generate, input_specs
 
 from conftest import make_portrait_clip
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))  # the workflow definitions live beside the script that writes them
+import make_workflows  # noqa: E402
+from workflow_definitions import FILE_COMBOS, dumps, generate, input_specs  # noqa: E402
+
 WORKFLOWS = ROOT / "workflows"
-_spec = importlib.util.spec_from_file_location("make_workflows", ROOT / "scripts" / "make_workflows.py")
-make_workflows = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_workflows)
 SCHEMAS = make_workflows.node_schemas()
 GENERATED = generate(SCHEMAS)
 NAMES = sorted(GENERATED)
