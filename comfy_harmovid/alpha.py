@@ -10,8 +10,8 @@ boundary; outside the band the alpha is exactly 0 or 1:
    input and a window of a third of the band, fits the alpha to the image's own edges (hair,
    anti-aliased outlines, a mask a pixel or two off); where the image has no edge its output is
    itself a smooth ramp. ``edge_awareness`` blends between the plain ramp (0) and the guided
-   result (1, the default: on the green-screen clip lp_d0 it was the closest to the chroma key for
-   binary, coarse and segmenter masks alike);
+   result (1, the default: it is the closest to a green-screen chroma key for binary, coarse and
+   segmenter masks alike; docs/benchmarks.md, "Pseudo-alpha");
 3. temporal smoothing: inside the band the alpha is averaged with the previous frame's alpha
    where the frame itself did not change, which removes shimmer of a jittering mask without
    dragging the alpha behind a moving person.
@@ -75,10 +75,10 @@ class PseudoAlpha:
         self.band_width = band_width
         self.edge_awareness = float(edge_awareness)
         self.temporal_smoothing = float(temporal_smoothing)
-        # A guided filter window of a third of the band followed hair and a coarse mask's true edge
-        # best on real green-screen footage (lp_d0). Its coefficients are computed at reduced
-        # resolution (1/3 for the default band: alpha error +0.0016 on lp_d0 against full
-        # resolution, for a ninth of the work); the fine detail comes from the full-resolution frame.
+        # A guided filter window of a third of the band follows hair and a coarse mask's true edge
+        # best against a green-screen key. Its coefficients are computed at reduced resolution (1/3
+        # for the default band, a ninth of the work for about the same alpha error; docs/benchmarks.md,
+        # "Pseudo-alpha"); the fine detail comes from the full-resolution frame.
         self.guide_radius = max(2, band_width // 3)
         self.guide_subsample = max(1, self.guide_radius * 3 // 4)
         # Motion anywhere within reach of a pixel's alpha (the band plus the guide) stops its smoothing.

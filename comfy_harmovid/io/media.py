@@ -13,9 +13,9 @@ from ..errors import HarmoVidError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
-# swscale flags for YUV <-> RGB. The defaults round badly (RGB read back about 1.2/255 too dark, and
-# chroma upsampled coarsely); accurate rounding with full-resolution chroma interpolation removes the
-# bias (measured: smooth clip through yuv420p, 44 -> 53 dB PSNR). It costs ~15 ms per 1080p frame.
+# swscale flags for YUV <-> RGB. swscale's defaults round RGB read back about 1.2/255 too dark and
+# upsample the chroma coarsely; accurate rounding with full-resolution chroma interpolation removes
+# that bias at a small cost per frame (docs/benchmarks.md, "YUV conversion").
 _SWS_BILINEAR, _SWS_AREA = 0x2, 0x20
 _SWS_FULL_CHROMA = 0x2000 | 0x4000  # SWS_FULL_CHR_H_INT | SWS_FULL_CHR_H_INP
 _SWS_ACCURATE_RND = 0x40000

@@ -46,8 +46,8 @@ class Video:
 
 def stack_frames(arrays: list[np.ndarray]) -> torch.Tensor:
     """8/16-bit frames (as :func:`iter_frame_arrays` yields them) -> one float32 tensor in 0..1,
-    allocated once. (numpy, not torch: torch's element-wise threads were 15x slower than one numpy
-    thread on a busy machine.)"""
+    allocated once. numpy, because one numpy thread divides faster than torch's element-wise threads
+    when the cores are busy (docs/benchmarks.md, "Frame conversion")."""
     out = np.empty((len(arrays), *arrays[0].shape), dtype=np.float32)
     for index, array in enumerate(arrays):
         np.divide(array, np.float32(65535 if array.dtype == np.uint16 else 255), out=out[index])

@@ -21,9 +21,8 @@ from .temporal import MaskStabilizer
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_TEMPORAL_SMOOTHING = 0.6
 # "auto": MediaPipe's landscape model (144x256 input) for frames at least as wide as tall, the
-# general one (256x256) for portrait-orientation frames. Measured on the dev clips, the landscape model
-# flickers less on 16:9 footage (lp_s18: 1.13e-3 vs 3.03e-3 unsmoothed) and matches the general one on
-# square clips (lp_d0 IoU 0.985 both).
+# general one (256x256) for portrait-orientation frames: the landscape model flickers less on 16:9
+# footage and is as accurate on square clips (docs/benchmarks.md, "Portrait segmenter model").
 DEFAULT_MODEL = "auto"
 # Longest side of the working copy of each frame.
 WORK_SIZE = 384
