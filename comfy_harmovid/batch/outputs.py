@@ -77,6 +77,9 @@ class JobOutputs:
 
     def commit(self) -> List[PurePosixPath]:
         """Move every staged file into place (without replacing existing files unless allowed)."""
+        # Not comfy_harmovid.atomic.atomic_output, which writes one file in one block: a job's files are
+        # downloaded one by one into the staging folder and only moved once all arrived, and without
+        # --overwrite a hard link refuses an existing file with no check-then-write race.
         for relative in self.files:
             staged, final = self.staging / relative, self.final_dir / relative
             final.parent.mkdir(parents=True, exist_ok=True)
