@@ -29,9 +29,10 @@ along by optical flow, wherever the flow can be trusted. Per frame:
    to full resolution and applied. It is fitted only where the target holds enough frames
    (``followed_frames``): where the motion could not be followed the target is mostly the frame's own
    flicker, or frames wrongly linked. Windows without such pixels take one map fitted over the whole
-   frame, since a per-frame grade is the same function of colour everywhere. Because it is a smooth map applied to the full-resolution frame,
-   edges and texture (gradients) of the processed frame are kept, as in Bonneel's gradient-domain
-   formulation, at a fraction of the cost of a Poisson solve.
+   frame, since a per-frame grade is the same function of colour everywhere. Because it is a smooth
+   map applied to the full-resolution frame, edges and texture (gradients) of the processed frame
+   are kept, as in Bonneel's gradient-domain formulation, at a fraction of the cost of a Poisson
+   solve.
 5. With a mask the map changes the processed *layer* only: the frame is taken as ``background +
    alpha (layer - background)`` with the reference (else the frame itself) as background, the map
    is fitted on the layer (weighted by alpha squared) and applied to it, so soft edges are corrected
