@@ -6,7 +6,8 @@ along by optical flow, wherever the flow can be trusted. Per frame:
 
 1. Work at a reduced resolution (short side about ``work_size`` pixels): the flicker that per-frame
    processing causes is mostly low-frequency (global and local colour, exposure, shadows).
-2. Flow between consecutive frames at ``motion_size``, computed on the *reference* video when there
+2. Flow between consecutive frames at ``motion_size`` (finer for the whole clip than for streaming,
+   which has a frame-rate budget), computed on the *reference* video when there
    is one (motion only), else on the processed frames' structure (grey minus its regional light,
    which the flicker leaves alone). Forward-backward occlusion, and whether the guide's band-pass
    structure matches after warping, give where a neighbour can be trusted; a frame where almost
@@ -25,9 +26,13 @@ along by optical flow, wherever the flow can be trusted. Per frame:
 4. A local colour map ``A @ processed + b`` (a 3x3 matrix and offset per window, ``A`` pulled toward
    the identity: a colour guided filter, which undoes channel-mixing grades such as per-frame LUTs,
    not only per-channel gains) is fitted from the processed frame to the target, smoothed, brought
-   to full resolution and applied. Because it is a smooth map applied to the full-resolution frame,
-   edges and texture (gradients) of the processed frame are kept, as in Bonneel's gradient-domain
-   formulation, at a fraction of the cost of a Poisson solve.
+   to full resolution and applied. It is fitted only where the target holds enough frames
+   (``followed_frames``): where the motion could not be followed the target is mostly the frame's own
+   flicker, or frames wrongly linked. Windows without such pixels take one map fitted over the whole
+   frame, since a per-frame grade is the same function of colour everywhere. Because it is a smooth
+   map applied to the full-resolution frame, edges and texture (gradients) of the processed frame
+   are kept, as in Bonneel's gradient-domain formulation, at a fraction of the cost of a Poisson
+   solve.
 5. With a mask the map changes the processed *layer* only: the frame is taken as ``background +
    alpha (layer - background)`` with the reference (else the frame itself) as background, the map
    is fitted on the layer (weighted by alpha squared) and applied to it, so soft edges are corrected
@@ -74,46 +79,15 @@ def _inverse_symmetric(a, b, c, d, e, f):
     return [[entry * inverse_det for entry in row] for row in ([co_a, co_b, co_c], [co_b, co_d, co_e], [co_c, co_e, co_f])]
 
 
-def _fill_from_neighbours(values: np.ndarray, confidence: np.ndarray, radius: int) -> np.ndarray:
-    """Keep ``values`` (``[h, w, C]``) where ``confidence`` is 1; toward 0 blend in the confidence-weighted
-    mean of the surroundings (windows with no reliable pixel take their neighbours' map), and toward
-    0 (the identity map) where nothing within about ``radius`` is reliable."""
-    if confidence.min() >= 1.0:
-        return values
-    # The surroundings' mean is smooth: take it at a quarter of the resolution.
-    height, width = confidence.shape
-    coarse = (max(1, width // 4), max(1, height // 4))
-    weighted = _box(cv2.resize(values * confidence[..., None], coarse, interpolation=cv2.INTER_LINEAR), radius // 4)
-    near = _box(cv2.resize(confidence, coarse, interpolation=cv2.INTER_LINEAR), radius // 4)
-    nearby = weighted / np.maximum(near, 1e-6)[..., None] * np.clip(near / 0.05, 0.0, 1.0)[..., None]
-    nearby = cv2.resize(nearby, (width, height), interpolation=cv2.INTER_LINEAR)
-    return nearby + confidence[..., None] * (values - nearby)
-
-
 # The distinct entries of a symmetric 3x3 matrix, as (row, column).
 _SYMMETRIC = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
 
 
-def fit_local_colour_map(source, target, weight, *, radius: int, regularization: float, fill_radius: int = 8):
-    """Per-window colour matrix ``A`` and offset ``b`` with ``A @ source + b ~ target`` over pixels
-    weighted by ``weight``: a colour guided filter, so a per-frame grade that mixes channels (a LUT)
-    is undone too, not only per-channel gains.
-
-    ``source``/``target`` are ``[h, w, 3]``, ``weight`` ``[h, w]``. ``A`` is pulled toward the identity
-    by ``regularization`` (a variance), so flat windows get a plain offset. Windows that see hardly any
-    weighted pixel take the map of their surroundings (up to ``fill_radius`` away; the identity beyond).
-    Returns the smoothed map as coefficients ``[h, w, 12]``: ``A - I`` row by row, then ``b``.
-    """
-    # Plane by plane: contiguous 2-D arrays are several times faster here than channel-last slices.
-    s, t = cv2.split(np.ascontiguousarray(source, np.float32)), cv2.split(np.ascontiguousarray(target, np.float32))
-    weight = weight.astype(np.float32)
-    weighted_s = [weight * plane for plane in s]
-    products = [weight, *weighted_s, *(weight * plane for plane in t)]
-    products += [weighted_s[i] * s[j] for i, j in _SYMMETRIC]
-    products += [weighted_s[j] * t[k] for j in range(3) for k in range(3)]
-    sums = cv2.split(_box(cv2.merge(products), radius))  # window means of all 22 products in one pass
-    w_sum = sums[0]
-    inverse_w = 1.0 / np.maximum(w_sum, 1e-6)
+def _colour_map_from_sums(sums, regularization: float):
+    """Colour map coefficients ``[..., 12]`` (``A - I`` row by row, then ``b``) from the weighted means
+    of the 22 products that :func:`fit_local_colour_map` lists: planes (one map per window) or
+    ``[1, 1]`` arrays (one map for everything)."""
+    inverse_w = 1.0 / np.maximum(sums[0], 1e-6)
     mean_s, mean_t = [plane * inverse_w for plane in sums[1:4]], [plane * inverse_w for plane in sums[4:7]]
     var_s = [sums[7 + n] * inverse_w - mean_s[i] * mean_s[j] for n, (i, j) in enumerate(_SYMMETRIC)]
     cov_st = [[sums[13 + 3 * j + k] * inverse_w - mean_s[j] * mean_t[k] for k in range(3)] for j in range(3)]
@@ -131,9 +105,34 @@ def fit_local_colour_map(source, target, weight, *, radius: int, regularization:
             np.clip(change[k][j], -1.0, 1.0, out=change[k][j])  # A - I, kept within reason
     offset = [mean_t[k] - mean_s[k] - change[k][0] * mean_s[0] - change[k][1] * mean_s[1] - change[k][2] * mean_s[2]
               for k in range(3)]
-    coefficients = cv2.merge([plane for row in change for plane in row] + offset)
-    confidence = np.clip(w_sum / 0.05, 0.0, 1.0)
-    return _box(_fill_from_neighbours(coefficients, confidence, fill_radius), radius)
+    return cv2.merge([plane for row in change for plane in row] + offset)
+
+
+def fit_local_colour_map(source, target, weight, *, radius: int, regularization: float):
+    """Per-window colour matrix ``A`` and offset ``b`` with ``A @ source + b ~ target`` over pixels
+    weighted by ``weight``: a colour guided filter, so a per-frame grade that mixes channels (a LUT)
+    is undone too, not only per-channel gains.
+
+    ``source``/``target`` are ``[h, w, 3]``, ``weight`` ``[h, w]``. ``A`` is pulled toward the identity
+    by ``regularization`` (a variance), so flat windows get a plain offset. Windows that see hardly any
+    weighted pixel take one map fitted over all weighted pixels (the identity when there are none): a
+    per-frame grade is the same function of colour everywhere, while a neighbouring window's map is
+    only valid for the colours that window holds. Returns the smoothed map as coefficients
+    ``[h, w, 12]``: ``A - I`` row by row, then ``b``.
+    """
+    # Plane by plane: contiguous 2-D arrays are several times faster here than channel-last slices.
+    s, t = cv2.split(np.ascontiguousarray(source, np.float32)), cv2.split(np.ascontiguousarray(target, np.float32))
+    weight = weight.astype(np.float32)
+    weighted_s = [weight * plane for plane in s]
+    products = [weight, *weighted_s, *(weight * plane for plane in t)]
+    products += [weighted_s[i] * s[j] for i, j in _SYMMETRIC]
+    products += [weighted_s[j] * t[k] for j in range(3) for k in range(3)]
+    products = cv2.merge(products)
+    window_sums = cv2.split(_box(products, radius))  # window means of all 22 products in one pass
+    overall_sums = list(products.reshape(-1, len(window_sums)).mean(axis=0).reshape(-1, 1, 1))
+    local, overall = (_colour_map_from_sums(sums, regularization) for sums in (window_sums, overall_sums))
+    confidence = np.clip(window_sums[0] / 0.05, 0.0, 1.0)[..., None]
+    return _box(overall + confidence * (local - overall), radius)
 
 
 def apply_colour_map(coefficients: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -196,8 +195,9 @@ class Deflicker:
         detail_tolerance: float = 0.03,
         light_tolerance: float = 0.06,
         min_alpha: float = 0.05,
-        motion_size: int = 180,
+        motion_size: Optional[int] = None,
         look_ahead: bool = False,
+        followed_frames: float = 10.0 / 3.0,
     ):
         self.strength = check_strength(strength)
         self.temporal_weight = temporal_weight
@@ -210,8 +210,11 @@ class Deflicker:
         self.cut_visible_fraction = cut_visible_fraction
         self.detail_tolerance = detail_tolerance
         self.min_alpha = min_alpha
-        self.motion_size = motion_size
+        # Finer flow follows fast motion (a hand crossing the face) better; streaming keeps to the
+        # coarser flow that fits its frame-rate budget.
+        self.motion_size = motion_size or (240 if look_ahead else 180)
         self.look_ahead = look_ahead
+        self.followed_frames = followed_frames
         self.reset()
 
     def reset(self) -> None:
@@ -265,9 +268,12 @@ class Deflicker:
             chunk.append(self._forward(frames[t], reference, mask))
             report(progress, t + 1, 2 * total)
         out = torch.empty(frames.shape, dtype=torch.float32)
-        targets = self._both_ways(chunk) if self.look_ahead else enumerate(frame.forward_mean for frame in chunk)
-        for done, (t, target) in enumerate(targets, start=1):
-            region, colour_map = self._fit(chunk[t], target, masked=mask_chunk is not None)
+        if self.look_ahead:
+            targets = self._both_ways(chunk)
+        else:
+            targets = ((t, frame.forward_mean, frame.forward_count) for t, frame in enumerate(chunk))
+        for done, (t, target, count) in enumerate(targets, start=1):
+            region, colour_map = self._fit(chunk[t], target, count, masked=mask_chunk is not None)
             region = _scale_region(region, colour_map.shape[:2], chunk[t].mask.shape, frames.shape[1:3])
             # What the processed layer was blended over: the unprocessed reference, else the frame itself.
             background = reference_chunk[t] if uses_reference else frames[t]
@@ -315,29 +321,42 @@ class Deflicker:
         return current
 
     def _both_ways(self, chunk):
-        """The backward pass over ``chunk``, from its end: yields ``(index, target)`` per frame, the mean
-        of the forward and the backward running means (the frames before and after it)."""
+        """The backward pass over ``chunk``, from its end: yields ``(index, target, count)`` per frame: the
+        mean of the forward and the backward running means (the frames before and after it), and how
+        many frames it holds."""
         history = None
         for t in range(len(chunk) - 1, -1, -1):
             current = chunk[t]
             backward_mean, backward_count = self._follow(current, history)
             # Both running means hold the frame itself: count it once.
             n_f, n_b = current.forward_count[..., None], backward_count[..., None]
-            yield t, (n_f * current.forward_mean + n_b * backward_mean - current.processed) / (n_f + n_b - 1.0)
+            count = n_f + n_b - 1.0
+            yield t, (n_f * current.forward_mean + n_b * backward_mean - current.processed) / count, count[..., 0]
             history = None
             if current.flow_to_next is not None:
                 history = (backward_mean, backward_count, current.flow_to_next, current.trust_on_previous)
 
-    def _fit(self, current: _WorkFrame, target: np.ndarray, masked: bool):
+    def _fit(self, current: _WorkFrame, target: np.ndarray, count: np.ndarray, masked: bool):
         """``(region, colour map)``: the map that takes the frame toward ``target``, fitted over the region
-        (work-resolution rows and columns) where it can change anything: with a mask, its support."""
+        (work-resolution rows and columns) where it can change anything: with a mask, its support.
+        ``count`` (per pixel) is how many frames the target holds."""
         region = _support(current.mask, margin=self.radius + 1) if masked else (slice(None), slice(None))
         source, target, weight = self._layer_fit(current, target)
+        weight = weight * self._followed(count)
         if not weight[region].size:
             return region, np.zeros((0, 0, 12), np.float32)
         return region, fit_local_colour_map(
             source[region], target[region], weight[region], radius=self.radius, regularization=self.regularization
         )
+
+    def _followed(self, count: np.ndarray) -> np.ndarray:
+        """1 where the target holds enough frames to fit the map on, else 0. Where the motion could not be
+        followed (a fast, blurred hand; a disocclusion) the target holds the frame itself and a few
+        frames linked only to each other, often wrongly: their flicker would be kept or pasted over.
+        Enough is ``followed_frames``, or early in a shot, when no pixel can hold that many yet, half of
+        what the best-followed pixel holds."""
+        enough = min(self.followed_frames, 0.5 * float(count.max()))
+        return (count > enough).astype(np.float32)
 
     def _follow(self, current: _WorkFrame, history):
         """One step of a running mean of the processed frames along the motion: ``(mean, count)``.

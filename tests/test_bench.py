@@ -131,6 +131,10 @@ def test_deflicker_protocol_jitters_the_foreground_and_is_deterministic():
         "a lower --jitter should flicker less"
     )
     assert "motion_preservation_fg" in rows["identity"]
+    ratio = rows["identity"]["warp_error_fg_vs_clean"]
+    expected = rows["identity"]["warp_error_fg"] / rows["clean reference"]["warp_error_fg"]
+    assert ratio == pytest.approx(expected, rel=1e-9), "the ratio is not the warping error over the clean clip's"
+    assert "WarpErr fg / clean" in report.format_report(first), "the per-clip ratio to the clean clip is not printed"
 
 
 def test_flicker_pair_reports_reduction_and_closeness_to_processed():

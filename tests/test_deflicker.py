@@ -66,6 +66,44 @@ def test_fit_local_colour_map_recovers_a_grade_that_mixes_channels():
     assert error < 2e-3, f"a colour matrix + offset is not recovered (max error {error:.4f})"
 
 
+def test_windows_without_weight_take_the_map_fitted_over_the_whole_frame():
+    # A large hole in the weights (a region whose target cannot be trusted) must get the frame's grade,
+    # not the identity nor a neighbouring window's map extrapolated to colours it never saw.
+    source = texture(seed=2, blur=1.0).numpy()
+    matrix = np.array([[0.9, 0.15, 0.0], [0.05, 1.1, -0.1], [0.0, 0.2, 0.8]], np.float32)
+    target = source @ matrix.T + np.float32(0.03)
+    weight = np.ones(source.shape[:2], np.float32)
+    weight[16:56, 20:76] = 0.0
+    coefficients = fit_local_colour_map(source, target, weight, radius=2, regularization=1e-6)
+    error = np.abs(apply_colour_map(coefficients, source) - target)[24:48, 28:68].max()
+    assert error < 5e-3, f"the grade is not carried into the unweighted region (max error {error:.4f})"
+
+
+def test_deflicker_corrects_a_region_whose_motion_cannot_be_followed():
+    # A patch that shows new content in a new place every frame (nothing a flow can follow) inside a
+    # steady picture, all under one per-frame gain flicker: the patch must get the frame's correction,
+    # not keep its own flicker because its running mean holds only itself.
+    frames, height, width = 12, 72, 96
+    rng = np.random.default_rng(0)
+    clean, patches = [], []
+    for t in range(frames):
+        frame = texture(height, width, seed=4).clone()
+        y, x = int(rng.integers(4, height - 44)), int(rng.integers(4, width - 44))
+        frame[y : y + 40, x : x + 40] = texture(40, 40, seed=10 + t, blur=1.0)
+        clean.append(frame)
+        patches.append((slice(y + 8, y + 32), slice(x + 8, x + 32)))
+    clean = torch.stack(clean)
+    flickering = (clean * flicker_gains(frames, amount=0.15, seed=2).view(-1, 1, 1, 1)).clamp(0, 1)
+    out = deflicker(flickering, reference=clean)
+
+    def patch_gains(video):
+        return torch.stack([video[t][rows, cols].mean() / clean[t][rows, cols].mean()
+                            for t, (rows, cols) in enumerate(patches)])
+
+    spread_in, spread_out = patch_gains(flickering).std(), patch_gains(out).std()
+    assert spread_out < spread_in / 5, f"the patch still flickers: gain spread {spread_in:.3f} -> {spread_out:.3f}"
+
+
 def test_deflicker_undoes_flicker_that_mixes_colour_channels():
     # A per-frame grade such as a LUT mixes the channels (here a random colour matrix per frame): per-channel
     # gains cannot undo it, a local colour matrix can.

@@ -20,6 +20,7 @@ from ..evaluation.cases import composite
 from ..evaluation.dev_data import Portrait
 from ..progress import ProgressCallback
 from . import methods as method_registry
+from . import report as reporting
 from .protocol import Case, add_arguments, evaluate, result_document, run_command
 
 DESCRIPTION = (
@@ -72,6 +73,7 @@ def run_deflicker_protocol(
     per_case, sheet_rows = evaluate(
         cases, runners, motion_in_mask=True, sheet_frames=lambda t: (t // 2, t // 2 + 1), progress=progress
     )
+    reporting.add_ratio_to_clean(per_case)
     settings = dict(settings or {}, seed=seed, jitter=jitter, methods=list(chosen))
     return result_document("deflicker", DESCRIPTION, settings, cases, per_case), sheet_rows
 

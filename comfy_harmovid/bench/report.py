@@ -19,6 +19,7 @@ COLUMNS = {
     "fmse": ("fMSE", "{:.1f}", False),
     "warp_error": ("WarpErr", "{:.3e}", False),
     "warp_error_fg": ("WarpErr fg", "{:.3e}", False),
+    "warp_error_fg_vs_clean": ("WarpErr fg / clean", "{:.2f}x", False),
     "motion_preservation": ("MotionPres", "{:.3f}", False),
     "motion_preservation_fg": ("MotionPres fg", "{:.3f}", False),
     "edge_laplacian_var": ("Edge LapVar", "{:.1f}", True),
@@ -70,6 +71,16 @@ def score(
         output, reference, mask if motion_in_mask else None, reference_flows=flows
     )
     return scores
+
+
+def add_ratio_to_clean(per_clip: Dict[str, Dict[str, Dict[str, float]]], key: str = "warp_error_fg") -> None:
+    """Add ``{key}_vs_clean`` to every method's row: its ``key`` over the clean reference's, per clip
+    (1 = as steady as the clean clip). In place."""
+    for rows in per_clip.values():
+        clean = rows["clean reference"][key]
+        for name, values in rows.items():
+            if name != "clean reference" and key in values:
+                values[f"{key}_vs_clean"] = values[key] / clean if clean > 0 else math.inf
 
 
 def mean_over_clips(per_clip: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
