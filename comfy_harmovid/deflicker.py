@@ -54,9 +54,10 @@ from .progress import ProgressCallback, report
 from .validate import check_frames, check_mask, check_same_length, check_same_size, check_strength
 
 
-def _detail(grey: np.ndarray) -> np.ndarray:
-    """Structure of a grey image at a few pixels' scale (a band-pass): flicker leaves it alone, and
-    sub-pixel flow errors on fine texture barely touch it."""
+def _band_pass(grey: np.ndarray) -> np.ndarray:
+    """A grey image's structure at a few pixels' scale (difference of two Gaussian blurs).
+
+    Flicker leaves it alone, and sub-pixel flow errors on fine texture barely touch it."""
     return cv2.GaussianBlur(grey, (0, 0), 1.5) - cv2.GaussianBlur(grey, (0, 0), 4.0)
 
 
@@ -146,7 +147,7 @@ class _Motion:
     """A frame as the flow sees it, at ``motion_size`` (the flow's resolution)."""
 
     guide: np.ndarray  # the grey image the flow runs on
-    detail: np.ndarray  # its band-pass structure (see _detail)
+    detail: np.ndarray  # its band-pass structure (see _band_pass)
     light: Optional[np.ndarray]  # its regional light (see _low_pass), with a reference only
     mask: np.ndarray
 
@@ -265,11 +266,11 @@ class Deflicker:
         for t in range(total):
             reference = reference_chunk[t] if uses_reference else None
             mask = mask_chunk[t] if mask_chunk is not None else None
-            chunk.append(self._forward(frames[t], reference, mask))
+            chunk.append(self._forward_step(frames[t], reference, mask))
             report(progress, t + 1, 2 * total)
         out = torch.empty(frames.shape, dtype=torch.float32)
         if self.look_ahead:
-            targets = self._both_ways(chunk)
+            targets = self._two_sided_means(chunk)
         else:
             targets = ((t, frame.forward_mean, frame.forward_count) for t, frame in enumerate(chunk))
         for done, (t, target, count) in enumerate(targets, start=1):
@@ -299,35 +300,36 @@ class Deflicker:
         if not with_reference:
             # The guide is the flickering frame itself: take the motion from its structure (grey minus
             # its regional light), which flicker leaves alone, so the flow does not chase the flicker.
-            return _Motion(grey - _low_pass(grey) + 0.5, _detail(grey), None, mask)
-        return _Motion(grey, _detail(grey), _low_pass(grey), mask)
+            return _Motion(grey - _low_pass(grey) + 0.5, _band_pass(grey), None, mask)
+        return _Motion(grey, _band_pass(grey), _low_pass(grey), mask)
 
-    def _forward(self, frame, reference, mask) -> _WorkFrame:
-        """The forward pass for one frame: link it to the previous frame and update the running mean."""
+    def _forward_step(self, frame, reference, mask) -> _WorkFrame:
+        """One frame of the forward pass: link it to the previous frame and update the running mean."""
         current = self._work_frame(frame, reference, mask)
         previous = self._previous
         history = None
         if previous is not None and previous.processed.shape == current.processed.shape:
-            link = self._link(previous, current)
+            link = self._link_to_previous(previous, current)
             previous.motion = None  # linked: no longer needed (a whole clip's worth would add up)
             if link is None:
                 self.cuts.append(self._index)
             else:
                 flow_to_previous, trust_on_current, current.flow_to_next, current.trust_on_previous = link
                 history = (previous.forward_mean, previous.forward_count, flow_to_previous, trust_on_current)
-        current.forward_mean, current.forward_count = self._follow(current, history)
+        current.forward_mean, current.forward_count = self._running_mean_step(current, history)
         self._previous = current
         self._index += 1
         return current
 
-    def _both_ways(self, chunk):
-        """The backward pass over ``chunk``, from its end: yields ``(index, target, count)`` per frame: the
-        mean of the forward and the backward running means (the frames before and after it), and how
-        many frames it holds."""
+    def _two_sided_means(self, chunk):
+        """Run the backward pass over ``chunk`` and merge it with the forward means, frame by frame.
+
+        From the chunk's end, yields ``(index, target, count)`` per frame: the mean of the forward and
+        the backward running means (the frames before and after it), and how many frames it holds."""
         history = None
         for t in range(len(chunk) - 1, -1, -1):
             current = chunk[t]
-            backward_mean, backward_count = self._follow(current, history)
+            backward_mean, backward_count = self._running_mean_step(current, history)
             # Both running means hold the frame itself: count it once.
             n_f, n_b = current.forward_count[..., None], backward_count[..., None]
             count = n_f + n_b - 1.0
@@ -340,25 +342,26 @@ class Deflicker:
         """``(region, colour map)``: the map that takes the frame toward ``target``, fitted over the region
         (work-resolution rows and columns) where it can change anything: with a mask, its support.
         ``count`` (per pixel) is how many frames the target holds."""
-        region = _support(current.mask, margin=self.radius + 1) if masked else (slice(None), slice(None))
+        region = _mask_bounding_box(current.mask, margin=self.radius + 1) if masked else (slice(None), slice(None))
         source, target, weight = self._layer_fit(current, target)
-        weight = weight * self._followed(count)
+        weight = weight * self._holds_enough_frames(count)
         if not weight[region].size:
             return region, np.zeros((0, 0, 12), np.float32)
         return region, fit_local_colour_map(
             source[region], target[region], weight[region], radius=self.radius, regularization=self.regularization
         )
 
-    def _followed(self, count: np.ndarray) -> np.ndarray:
-        """1 where the target holds enough frames to fit the map on, else 0. Where the motion could not be
-        followed (a fast, blurred hand; a disocclusion) the target holds the frame itself and a few
-        frames linked only to each other, often wrongly: their flicker would be kept or pasted over.
-        Enough is ``followed_frames``, or early in a shot, when no pixel can hold that many yet, half of
-        what the best-followed pixel holds."""
+    def _holds_enough_frames(self, count: np.ndarray) -> np.ndarray:
+        """Per-pixel fitting weight: 1 where the target holds enough frames to fit the map on, else 0.
+
+        Where the motion could not be followed (a fast, blurred hand; a disocclusion) the target holds
+        the frame itself and a few frames linked only to each other, often wrongly: their flicker would
+        be kept or pasted over. Enough is ``followed_frames``, or early in a shot, when no pixel can hold
+        that many yet, half of what the best-followed pixel holds."""
         enough = min(self.followed_frames, 0.5 * float(count.max()))
         return (count > enough).astype(np.float32)
 
-    def _follow(self, current: _WorkFrame, history):
+    def _running_mean_step(self, current: _WorkFrame, history):
         """One step of a running mean of the processed frames along the motion: ``(mean, count)``.
 
         ``history`` is ``(mean, count, flow, trust)`` of the neighbour already done, or None at a shot's
@@ -390,10 +393,12 @@ class Deflicker:
         layer = current.background + (current.processed - current.background) / alpha
         return layer, layer + (target - current.processed) / alpha, current.mask * current.mask
 
-    def _link(self, previous: _WorkFrame, current: _WorkFrame):
-        """Flows both ways between two consecutive frames and where each frame's running mean can be
+    def _link_to_previous(self, previous: _WorkFrame, current: _WorkFrame):
+        """Match ``current`` to ``previous`` by optical flow; None when they are split by a shot cut.
+
+        Flows both ways between two consecutive frames and where each frame's running mean can be
         followed on the other, at motion resolution: ``(flow current->previous, trust on current, flow
-        previous->current, trust on previous)``, the last two None without look-ahead; None at a shot cut."""
+        previous->current, trust on previous)``, the last two None without look-ahead."""
         here, there = current.motion, previous.motion
         flow_back = dis_flow(here.guide, there.guide, preset=self.flow_preset)
         flow_forward = dis_flow(there.guide, here.guide, preset=self.flow_preset)
@@ -483,8 +488,8 @@ class Deflicker:
         np.clip(merged, 0.0, 1.0, out=result)
 
 
-def _support(mask: np.ndarray, margin: int):
-    """Rows and columns around the nonzero pixels of ``mask`` (``[h, w]``), widened by ``margin``."""
+def _mask_bounding_box(mask: np.ndarray, margin: int):
+    """The bounding box (row and column slices) of ``mask``'s nonzero pixels, widened by ``margin``."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         return slice(0, 0), slice(0, 0)
