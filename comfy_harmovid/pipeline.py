@@ -19,7 +19,7 @@ from .alpha import PseudoAlpha
 from .composite import Placement, composite_chunk, frame_schedule
 from .deflicker import Deflicker
 from .errors import HarmoVidError
-from .harmonize import METHODS as HARMONIZE_METHODS, make_harmonizer
+from .harmoim import METHODS as HARMONIZE_METHODS, make_harmonizer
 from .io import VideoWriter, iter_frame_arrays, probe_video, stack_frames
 from .progress import ProgressCallback, report
 from .segment import PortraitSegmenter

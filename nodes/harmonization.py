@@ -1,7 +1,7 @@
 """Nodes: HarmoIm Frames (per-frame harmonization) and Lighting Deflicker (temporal consistency)."""
 
 from comfy_harmovid.deflicker import deflicker
-from comfy_harmovid.harmonize import METHODS, harmonize_frames
+from comfy_harmovid.harmoim import METHODS, harmonize_frames
 
 from . import comfy_adapter
 

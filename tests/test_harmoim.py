@@ -14,7 +14,7 @@ from comfy_harmovid.harmoim.grades import GradeOptions, random_grades
 from comfy_harmovid.harmoim.training import FramePool, HarmoImTrainConfig, train_harmoim, training_step
 from comfy_harmovid.harmoim.transform import apply_through_alpha, bounded_maps, parameter_count
 from comfy_harmovid.harmoim.weights import training_record
-from comfy_harmovid.harmonize import LearnedHarmonizer, StatisticsHarmonizer, harmonize_frames
+from comfy_harmovid.harmoim import LearnedHarmonizer, StatisticsHarmonizer, harmonize_frames
 from comfy_harmovid.io import write_video
 
 from conftest import make_portrait_clip
@@ -233,7 +233,7 @@ def test_missing_default_weights_name_the_fix(monkeypatch, tmp_path):
     monkeypatch.setattr("comfy_harmovid.harmoim.weights.weights_folders", lambda: [tmp_path])
     with pytest.raises(HarmoVidError, match="harmovid train harmoim"):
         load_harmoim()
-    from comfy_harmovid.harmonize import available_methods, default_method
+    from comfy_harmovid.harmoim import available_methods, default_method
 
     assert "learned" not in available_methods() and default_method() == "statistics"
 

@@ -6,7 +6,7 @@ import torch
 from comfy_harmovid.cli import main as harmovid
 from comfy_harmovid.color import rgb_to_lab
 from comfy_harmovid.errors import HarmoVidError
-from comfy_harmovid.harmonize import StatisticsHarmonizer, harmonize_frames
+from comfy_harmovid.harmoim import StatisticsHarmonizer, harmonize_frames
 from comfy_harmovid.io import read_video, write_video
 from nodes.harmonization import HarmoVidHarmoImFrames
 

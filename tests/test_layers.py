@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "comfy_harmovid"
 LAYERS = [
     ("foundation", {"__init__", "errors", "validate", "progress", "atomic", "locations", "filters", "color",
                     "flow", "io", "samples", "footage", "contact_sheet"}, False),
-    ("engine", {"segment", "alpha", "composite", "harmonize", "harmoim", "deflicker", "pipeline", "model",
+    ("engine", {"segment", "alpha", "composite", "harmoim", "deflicker", "pipeline", "model",
                 "sampling"}, False),
     ("evaluation", {"evaluation"}, False),
     ("tools", {"bench", "train", "batch"}, True),

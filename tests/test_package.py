@@ -116,7 +116,7 @@ def test_wheel_ships_the_default_weights_and_configs_and_a_plain_install_finds_t
     script = f"""
 import comfy_harmovid, pathlib
 assert pathlib.Path(comfy_harmovid.__file__).is_relative_to(pathlib.Path(r"{tmp_path / 'venv'}")), comfy_harmovid.__file__
-from comfy_harmovid.harmonize import default_method
+from comfy_harmovid.harmoim import default_method
 from comfy_harmovid.harmoim import default_weights_path, load_harmoim
 from comfy_harmovid.train.trainer import TrainConfig
 assert default_method() == "learned", default_method()

@@ -3,7 +3,7 @@
 A harmonization method is ``run(composite, alpha, mask) -> frames``; a deflicker method is
 ``run(frames, reference, alpha) -> frames`` where ``reference`` is the unprocessed clip (for motion
 only). Our own methods are looked up when the benchmark runs, so a method that lands in
-``comfy_harmovid.harmonize`` / ``comfy_harmovid.deflicker`` appears without touching this file.
+``comfy_harmovid.harmoim.methods`` / ``comfy_harmovid.deflicker`` appears without touching this file.
 """
 
 import importlib
@@ -58,7 +58,7 @@ def _color_matcher(method: str):
 
 def _ours_harmonize(method: str):
     def run(composite, alpha, mask):
-        from ..harmonize import harmonize_frames
+        from ..harmoim import harmonize_frames
 
         return harmonize_frames(composite, alpha, None, method=method)
 
@@ -66,17 +66,10 @@ def _ours_harmonize(method: str):
 
 
 def _our_harmonize_methods() -> List[str]:
-    """Method names ``comfy_harmovid.harmonize`` offers (empty while it does not exist)."""
-    try:
-        module = importlib.import_module("comfy_harmovid.harmonize")
-    except ImportError:
-        return []
-    for attribute in ("available_methods", "METHODS"):
-        names = getattr(module, attribute, None)
-        if names is not None:
-            names = names() if callable(names) else names
-            return [str(name) for name in names]
-    return ["statistics"] if hasattr(module, "harmonize_frames") else []
+    """The per-frame HarmoIm methods that can run here (``harmoim.available_methods``)."""
+    from ..harmoim import available_methods
+
+    return list(available_methods())
 
 
 def harmonize_methods() -> Dict[str, Callable]:

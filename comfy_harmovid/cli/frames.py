@@ -7,7 +7,7 @@ classes the library offers, so a step can be run and scored on its own. Inputs a
 
 from ..deflicker import Deflicker
 from ..errors import HarmoVidError
-from ..harmonize import METHODS, make_harmonizer
+from ..harmoim import METHODS, make_harmonizer
 from ..io import VideoWriter, iter_mask_chunks, iter_video_chunks, probe_video
 from ..progress import progress_bar
 from ..validate import check_strength

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..composite import ANCHORS, LENGTH_POLICIES
 from ..errors import HarmoVidError
-from ..harmonize import METHODS as HARMONIZE_METHODS
+from ..harmoim import METHODS as HARMONIZE_METHODS
 from ..pipeline import AUDIO_SOURCES, HarmonizeSettings, harmonize_video
 from ..samples import sample_path
 from ..progress import progress_bar

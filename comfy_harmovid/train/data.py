@@ -33,7 +33,7 @@ from ..deflicker import deflicker
 from ..errors import HarmoVidError
 from ..filters import resize
 from ..footage import ClipEntry, Manifest
-from ..harmonize import harmonize_frames
+from ..harmoim import harmonize_frames
 from ..io import probe_video, read_mask, read_video
 
 STAGES = {"deflicker": ("deflicker",), "harmovid": ("real_to_synthetic", "synthetic_to_real", "lut")}

@@ -17,7 +17,7 @@ from ..color import read_cube
 from ..evaluation import metrics
 from ..evaluation.cases import lut_cases
 from ..evaluation.dev_data import load_portraits, resolve_paths
-from ..harmonize import harmonize_frames
+from ..harmoim import harmonize_frames
 from ..model import load_transformer, load_vae
 from ..sampling import encode_condition, sample, transfer_light
 from .data import remove_person

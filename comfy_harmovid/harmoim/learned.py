@@ -1,0 +1,93 @@
+"""The learned method of per-frame HarmoIm: the network (``network``) predicts a colour transform per frame.
+
+It predicts a luminance-banded colour transform per frame from the composite and alpha, holds it back
+where it asserts more than the scene supports (a bounded exposure change; no cooling of a person below a
+warm room's cast), smooths it over time and applies it through the alpha; it needs the weights file the
+pack ships (or one you trained).
+"""
+
+import contextlib
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import HarmoVidError
+from ..filters import float_array, one_torch_thread
+from ..validate import check_strength
+from .chunks import checked_chunk, output_buffer
+from .network import HarmoImNet
+from .transform import apply_to_frame, limit_exposure, respect_scene_cast
+from .weights import load_harmoim
+
+# The most the learned method may change the person's mean luma (0..1): the median change the training
+# LUTs make (0.053 on the training people). Beyond it the network mostly asserts its prior of how bright
+# people are, learned from a handful of them: a darker-skinned person looks to it like an underexposed one.
+MAX_EXPOSURE_CHANGE = 0.05
+
+
+class LearnedHarmonizer:
+    """Streaming learned harmonization: feed consecutive chunks to :meth:`process`.
+
+    ``weights``: a weights file, a loaded ``HarmoImNet``, or None for the default weights. The predicted
+    colour maps are smoothed over time (``temporal_smoothing`` = weight of the history) so that they do
+    not flicker. The scene's light is read from the composite itself: a background plate is not needed.
+    Two restraints hold back what the network asserts from its prior of how people look rather than
+    reads from the scene (``transform``): ``max_exposure_change`` is the most the person's mean
+    luma (0..1) may change (None: no limit; see ``MAX_EXPOSURE_CHANGE``), and ``scene_cast`` keeps the
+    person from losing more colour cast than the scene's light supports (``respect_scene_cast``).
+    """
+
+    def __init__(self, strength: float = 1.0, *, weights=None, temporal_smoothing: float = 0.7,
+                 max_exposure_change: Optional[float] = MAX_EXPOSURE_CHANGE, scene_cast: bool = True):
+        self.strength = check_strength(strength)
+        if not 0.0 <= temporal_smoothing < 1.0:
+            raise HarmoVidError(f"temporal_smoothing must be in [0, 1), got {temporal_smoothing}.")
+        if max_exposure_change is not None and not 0.0 <= max_exposure_change <= 1.0:
+            raise HarmoVidError(f"max_exposure_change must be in [0, 1] or None, got {max_exposure_change}.")
+        self.temporal_smoothing = temporal_smoothing
+        self.max_exposure_change = max_exposure_change
+        self.scene_cast = scene_cast
+        self.net = weights if isinstance(weights, HarmoImNet) else load_harmoim(weights)
+        self._maps = None  # smoothed [K, 4, 3] colour maps of the previous frame
+
+    def process(self, composite_chunk, alpha_chunk, background_chunk=None, *, out=None) -> torch.Tensor:
+        """Harmonize the next ``[T, H, W, 3]`` composite frames given their alpha ``[T, H, W]``.
+
+        ``out``: an optional float32 CPU tensor of the composite's shape to write the result into (and
+        return), e.g. one buffer reused for every chunk; it must not overlap the composite.
+        """
+        composite, alpha = checked_chunk(composite_chunk, alpha_chunk)
+        result = output_buffer(out, composite)
+        frames, alphas = float_array(composite), float_array(alpha)
+        maps = self._predict(frames, alphas)  # [T, K, 4, 3]
+        target = result.numpy()
+        for t in range(target.shape[0]):
+            if self._maps is None:
+                self._maps = maps[t]
+            else:
+                self._maps = self.temporal_smoothing * self._maps + (1 - self.temporal_smoothing) * maps[t]
+            if self.strength == 0.0:
+                target[t] = frames[t]
+            else:
+                apply_to_frame(frames[t], alphas[t], self._maps, self.strength, out=target[t])
+        return result.to(composite.device)
+
+    def _predict(self, frames: np.ndarray, alphas: np.ndarray) -> torch.Tensor:
+        """The network's colour maps ``[T, K, 4, 3]`` for ``[T, H, W, 3]`` frames, seen at its input size."""
+        size = (self.net.config.input_size,) * 2
+        small = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+        small_alpha = np.stack([cv2.resize(a, size, interpolation=cv2.INTER_AREA) for a in alphas])
+        device = next(self.net.parameters()).device
+        # A small network on small images: on the CPU, torch's threads cost more than they save.
+        threads = one_torch_thread() if device.type == "cpu" else contextlib.nullcontext()
+        with threads, torch.inference_mode():
+            composite, alpha = torch.from_numpy(small).to(device), torch.from_numpy(small_alpha).to(device)
+            maps = self.net.predict_maps(composite.permute(0, 3, 1, 2), alpha[:, None])
+            pixels, weights = composite.flatten(1, 2), alpha.flatten(1)
+            if self.max_exposure_change is not None:
+                maps = limit_exposure(maps, pixels, weights, self.max_exposure_change)
+            if self.scene_cast:
+                maps = respect_scene_cast(maps, pixels, weights)
+            return maps.cpu()
