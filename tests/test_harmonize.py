@@ -1,12 +1,14 @@
 """Statistics HarmoIm: engine, node and command on small synthetic composites."""
 
+import dataclasses
+
 import pytest
 import torch
 
 from comfy_harmovid.cli import main as harmovid
 from comfy_harmovid.color import rgb_to_lab
 from comfy_harmovid.errors import HarmoVidError
-from comfy_harmovid.harmoim import StatisticsHarmonizer, harmonize_frames
+from comfy_harmovid.harmoim import StatisticsHarmonizer, StatisticsSettings, harmonize_frames
 from comfy_harmovid.io import read_video, write_video
 from nodes.harmonization import HarmoVidHarmoImFrames
 
@@ -84,6 +86,20 @@ def test_streaming_in_chunks_equals_the_whole_clip_and_smooths_over_time():
     harmonizer = StatisticsHarmonizer()
     parts = [harmonizer.process(composite[i : i + 3], alpha[i : i + 3]) for i in range(0, 7, 3)]
     assert torch.allclose(torch.cat(parts), whole, atol=1e-6), "chunked streaming differs from the whole clip"
+
+
+def test_statistics_settings_are_the_harmonizer_s_knobs():
+    defaults = StatisticsSettings()
+    assert dataclasses.astuple(defaults) == (0.1, 4.0, (15.0, 25.0), 0.25, 20.0, 5.0, (30.0, 40.0), 0.0, 0.3, 1.25, 0.8)
+    assert StatisticsHarmonizer().settings == defaults
+    composite, alpha, _ = shifted_composite([0.0, 0.0, 0.12])
+    default_out = StatisticsHarmonizer().process(composite, alpha)
+    no_cast = StatisticsHarmonizer(settings=dataclasses.replace(defaults, cast_shrink=0.0)).process(composite, alpha)
+    assert not torch.equal(default_out, no_cast), "cast_shrink 0 should take the colour cast away"
+    with pytest.raises(HarmoVidError, match="temporal_smoothing"):
+        StatisticsSettings(temporal_smoothing=1.0)
+    with pytest.raises(HarmoVidError, match="StatisticsSettings"):
+        StatisticsHarmonizer(settings={"cast_shrink": 0.2})
 
 
 def test_harmonize_rejects_bad_input_with_clear_errors():

@@ -16,7 +16,8 @@ supports:
    the soft alpha: where alpha is 0 the frame is untouched.
 """
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -64,43 +65,52 @@ def _neutral_ab(lab: torch.Tensor, fraction: float = 0.25) -> torch.Tensor:
     return lab[chroma.topk(count, largest=False).indices, 1:].mean(0)
 
 
+@dataclass(frozen=True)
+class StatisticsSettings:
+    """How far the statistics method moves the person toward the background's light.
+
+    Differences are measured in CIE Lab (D65; L 0..100, a and b about -128..127), between the medians
+    of the person and of the background. A *shrink* is the share (0..1) of a difference that is applied;
+    a *dead zone* is the part of a difference that is natural between a person and their surroundings
+    and is never corrected; a *fade* ``(start, end)`` is where a difference stops being trusted: fully
+    up to ``start``, not at all from ``end`` on (a gap that large is the scene itself, not a grade). The
+    defaults, and the numbers they were chosen by, are in docs/benchmarks.md.
+    """
+
+    cast_shrink: float = 0.1  # share (0..1) of the a/b median difference applied as a colour cast
+    max_cast: float = 4.0  # the largest cast applied: length of its (a, b) vector, Lab units
+    cast_fade: Tuple[float, float] = (15.0, 25.0)  # fade of trust in the cast: a/b difference length, Lab units
+    exposure_shrink: float = 0.25  # share (0..1) of the L difference beyond the dead zone applied
+    exposure_dead_zone: float = 20.0  # L difference never corrected, Lab L units (0..100)
+    max_exposure: float = 5.0  # the largest change of L applied, Lab L units
+    exposure_fade: Tuple[float, float] = (30.0, 40.0)  # fade of trust in the exposure: L difference, Lab L units
+    # Contrast: the ratio of the L spreads (10th to 90th percentile) of background and person.
+    contrast_shrink: float = 0.0  # share (0..1) of the log ratio beyond the dead zone applied (0: off)
+    contrast_dead_zone: float = 0.3  # log ratio never corrected (natural log: 0.3 is a ratio of 1.35)
+    max_contrast: float = 1.25  # the largest factor on L around the person's median (its inverse the smallest)
+    # Over time: the share (0..1, below 1) of the previous frames' colour map in each frame's; 0 = none.
+    temporal_smoothing: float = 0.8
+
+    def __post_init__(self):
+        if not 0.0 <= self.temporal_smoothing < 1.0:
+            raise HarmoVidError(f"temporal_smoothing must be in [0, 1), got {self.temporal_smoothing}.")
+
+
 class StatisticsHarmonizer:
     """Streaming statistics harmonization: feed consecutive chunks to :meth:`process`.
 
-    The per-frame colour map is smoothed over time (``temporal_smoothing`` is the weight of the history,
-    0 = each frame on its own), so the correction does not flicker.
+    ``strength`` 0..1 scales the correction; ``settings`` (a :class:`StatisticsSettings`, default: its
+    defaults) says how far it may go. The per-frame colour map is smoothed over time
+    (``settings.temporal_smoothing``), so the correction does not flicker.
     """
 
-    def __init__(
-        self,
-        strength: float = 1.0,
-        *,
-        cast_shrink: float = 0.1,
-        max_cast: float = 4.0,
-        cast_fade: tuple = (15.0, 25.0),
-        exposure_shrink: float = 0.25,
-        exposure_dead_zone: float = 20.0,
-        max_exposure: float = 5.0,
-        exposure_fade: tuple = (30.0, 40.0),
-        contrast_shrink: float = 0.0,
-        contrast_dead_zone: float = 0.3,
-        max_contrast: float = 1.25,
-        temporal_smoothing: float = 0.8,
-    ):
+    def __init__(self, strength: float = 1.0, *, settings: Optional[StatisticsSettings] = None):
         self.strength = check_strength(strength)
-        self.cast_shrink = cast_shrink
-        self.max_cast = max_cast
-        self.cast_fade = cast_fade
-        self.exposure_fade = exposure_fade
-        self.exposure_shrink = exposure_shrink
-        self.exposure_dead_zone = exposure_dead_zone
-        self.max_exposure = max_exposure
-        self.contrast_shrink = contrast_shrink
-        self.contrast_dead_zone = contrast_dead_zone
-        self.max_contrast = max_contrast
-        if not 0.0 <= temporal_smoothing < 1.0:
-            raise HarmoVidError(f"temporal_smoothing must be in [0, 1), got {temporal_smoothing}.")
-        self.temporal_smoothing = temporal_smoothing
+        if settings is None:
+            settings = StatisticsSettings()
+        if not isinstance(settings, StatisticsSettings):
+            raise HarmoVidError(f"settings: expected a StatisticsSettings, got {type(settings).__name__}.")
+        self.settings = settings
         self._colour_map = None  # smoothed [4, 3] affine RGB map
         self.last_correction = None  # the Lab change of the last frame (dict), for inspection
 
@@ -127,7 +137,8 @@ class StatisticsHarmonizer:
             if self._colour_map is None:
                 self._colour_map = colour_map
             else:
-                self._colour_map = self.temporal_smoothing * self._colour_map + (1 - self.temporal_smoothing) * colour_map
+                keep = self.settings.temporal_smoothing
+                self._colour_map = keep * self._colour_map + (1 - keep) * colour_map
         if self._colour_map is None or self.strength == 0.0:
             return frame.copy()
         # cv2.transform wants [3 out, 4 in]: the transposed [4 in, 3 out] map.
@@ -154,21 +165,23 @@ class StatisticsHarmonizer:
         fg_q = torch.quantile(fg, quantiles, dim=0)  # [3 quantiles, 3 channels]
         bg_q = torch.quantile(bg, quantiles, dim=0)
 
+        settings = self.settings
         # Colour cast: median difference, trusted as far as the neutral-pixel estimate agrees with it.
         cast = bg_q[1, 1:] - fg_q[1, 1:]
         cast_neutral = _neutral_ab(bg) - _neutral_ab(fg)
         agreement = (cast * cast_neutral).sum() / (cast.norm() * cast_neutral.norm() + 1e-6)
-        confidence = agreement.clamp(min=0.0) * _plausible(cast.norm(), *self.cast_fade)
-        cast = self.cast_shrink * confidence * cast
-        cast = cast * (self.max_cast / cast.norm().clamp(min=self.max_cast))
+        confidence = agreement.clamp(min=0.0) * _plausible(cast.norm(), *settings.cast_fade)
+        cast = settings.cast_shrink * confidence * cast
+        cast = cast * (settings.max_cast / cast.norm().clamp(min=settings.max_cast))
 
         # Exposure and contrast: only what exceeds the natural person/background difference.
         gap = bg_q[1, 0] - fg_q[1, 0]
-        exposure = self.exposure_shrink * _soft_threshold(gap, self.exposure_dead_zone) * _plausible(gap, *self.exposure_fade)
-        exposure = exposure.clamp(-self.max_exposure, self.max_exposure)
+        exposure = (settings.exposure_shrink * _soft_threshold(gap, settings.exposure_dead_zone)
+                    * _plausible(gap, *settings.exposure_fade))
+        exposure = exposure.clamp(-settings.max_exposure, settings.max_exposure)
         spread_ratio = (bg_q[2, 0] - bg_q[0, 0]).clamp(min=1.0) / (fg_q[2, 0] - fg_q[0, 0]).clamp(min=1.0)
-        log_contrast = self.contrast_shrink * _soft_threshold(spread_ratio.log(), self.contrast_dead_zone)
-        contrast = log_contrast.exp().clamp(1.0 / self.max_contrast, self.max_contrast)
+        log_contrast = settings.contrast_shrink * _soft_threshold(spread_ratio.log(), settings.contrast_dead_zone)
+        contrast = log_contrast.exp().clamp(1.0 / settings.max_contrast, settings.max_contrast)
         self.last_correction = {
             "cast_ab": cast.tolist(), "exposure": float(exposure), "contrast": float(contrast),
             "agreement": float(agreement),
