@@ -8,9 +8,9 @@ from PIL import Image
 
 from comfy_harmovid.bench import methods, report
 from comfy_harmovid.evaluation.dev_data import Portrait, benchmark_size, resolve_paths
-from comfy_harmovid.bench.deflicker import run_deflicker_protocol
+from comfy_harmovid.bench.jitter_protocol import run_deflicker_protocol
 from comfy_harmovid.bench.flicker_pair import run_flicker_pair
-from comfy_harmovid.bench.harmonize import run_harmonize_protocol
+from comfy_harmovid.bench.lut_protocol import run_harmonize_protocol
 from comfy_harmovid.contact_sheet import contact_sheet
 from comfy_harmovid.cli import main
 from comfy_harmovid.color import Lut, identity_lut
