@@ -8,7 +8,7 @@ from ..composite import ANCHORS, LENGTH_POLICIES
 from ..errors import HarmoVidError
 from ..harmoim import METHODS as HARMONIZE_METHODS
 from ..pipeline import AUDIO_SOURCES, HarmonizeSettings, harmonize_video
-from ..samples import sample_path
+from ..demo_media import sample_path
 from ..progress import progress_bar
 from .common import add_output_arguments
 
