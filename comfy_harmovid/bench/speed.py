@@ -18,7 +18,7 @@ from ..errors import HarmoVidError
 from ..filters import resize
 from ..io import VideoWriter, probe_video
 from ..pipeline import FrameFetcher, HarmonizeSettings, harmonize_video
-from ..samples import sample_path
+from ..demo_media import sample_path
 from .isolated import main_for, peak_rss_mib, run_isolated
 
 RESOLUTIONS = {"480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920)}

