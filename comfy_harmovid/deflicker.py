@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from .errors import HarmoVidError
-from .filters import float_array
+from .filters import SYMMETRIC_PAIRS, float_array, local_linear_fit
 from .flow import GREY_WEIGHTS, dis_flow, occlusion_mask, warp
 from .progress import ProgressCallback, report
 from .validate import check_frames, check_mask, check_same_length, check_same_size, check_strength
@@ -70,41 +70,16 @@ def _box(image: np.ndarray, radius: int) -> np.ndarray:
     return cv2.boxFilter(image, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
 
 
-def _inverse_symmetric(a, b, c, d, e, f):
-    """Inverses of the symmetric 3x3 matrices ``[[a, b, c], [b, d, e], [c, e, f]]`` given as planes of
-    entries, as nested lists of planes: in closed form, many times faster than a batched solver."""
-    co_a, co_b, co_c = d * f - e * e, c * e - b * f, b * e - c * d
-    co_d, co_e, co_f = a * f - c * c, b * c - a * e, a * d - b * b
-    inverse_det = 1.0 / (a * co_a + b * co_b + c * co_c)
-    return [[entry * inverse_det for entry in row] for row in ([co_a, co_b, co_c], [co_b, co_d, co_e], [co_c, co_e, co_f])]
-
-
-# The distinct entries of a symmetric 3x3 matrix, as (row, column).
-_SYMMETRIC = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
-
-
 def _colour_map_from_sums(sums, regularization: float):
     """Colour map coefficients ``[..., 12]`` (``A - I`` row by row, then ``b``) from the weighted means
     of the 22 products that :func:`fit_local_colour_map` lists: planes (one map per window) or
     ``[1, 1]`` arrays (one map for everything)."""
     inverse_w = 1.0 / np.maximum(sums[0], 1e-6)
-    mean_s, mean_t = [plane * inverse_w for plane in sums[1:4]], [plane * inverse_w for plane in sums[4:7]]
-    var_s = [sums[7 + n] * inverse_w - mean_s[i] * mean_s[j] for n, (i, j) in enumerate(_SYMMETRIC)]
-    cov_st = [[sums[13 + 3 * j + k] * inverse_w - mean_s[j] * mean_t[k] for k in range(3)] for j in range(3)]
-    # Ridge toward the identity: A^T = (cov_ss + eps I)^-1 (cov_st + eps I).
-    for n, (i, j) in enumerate(_SYMMETRIC):
-        if i == j:
-            var_s[n] += regularization
-            cov_st[i][i] += regularization
-    inverse = _inverse_symmetric(*var_s)
-    change = [[inverse[j][0] * cov_st[0][k] + inverse[j][1] * cov_st[1][k] + inverse[j][2] * cov_st[2][k]
-               for j in range(3)] for k in range(3)]  # A, row k
-    for k in range(3):
-        change[k][k] -= 1.0
-        for j in range(3):
-            np.clip(change[k][j], -1.0, 1.0, out=change[k][j])  # A - I, kept within reason
-    offset = [mean_t[k] - mean_s[k] - change[k][0] * mean_s[0] - change[k][1] * mean_s[1] - change[k][2] * mean_s[2]
-              for k in range(3)]
+    means = [plane * inverse_w for plane in sums[1:]]
+    cross = [means[12 + 3 * j : 15 + 3 * j] for j in range(3)]
+    # A - I is kept within reason (each entry within +-1).
+    change, offset = local_linear_fit(means[0:3], means[3:6], means[6:12], cross, regularization,
+                                      toward_identity=True, max_change=1.0)
     return cv2.merge([plane for row in change for plane in row] + offset)
 
 
@@ -125,7 +100,7 @@ def fit_local_colour_map(source, target, weight, *, radius: int, regularization:
     weight = weight.astype(np.float32)
     weighted_s = [weight * plane for plane in s]
     products = [weight, *weighted_s, *(weight * plane for plane in t)]
-    products += [weighted_s[i] * s[j] for i, j in _SYMMETRIC]
+    products += [weighted_s[i] * s[j] for i, j in SYMMETRIC_PAIRS]
     products += [weighted_s[j] * t[k] for j in range(3) for k in range(3)]
     products = cv2.merge(products)
     window_sums = cv2.split(_box(products, radius))  # window means of all 22 products in one pass
