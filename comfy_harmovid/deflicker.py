@@ -144,6 +144,46 @@ class _WorkFrame:
     forward_count: Optional[np.ndarray] = None
 
 
+@dataclass(frozen=True)
+class DeflickerSettings:
+    """The deflicker's tuning (see the module's steps 1-5); the defaults suit portrait clips.
+
+    Sizes in pixels are at work or motion resolution; colour differences are in 0..1 colour values.
+    """
+
+    # Step 1: short side of the work resolution the colour map is fitted at, in pixels.
+    work_size: int = 240
+    # Step 2: short side of the flow's resolution, in pixels; None: 240 with look-ahead, 180 streaming
+    # (finer flow follows fast motion, such as a hand crossing the face, better; streaming keeps to the
+    # coarser flow that fits its frame-rate budget).
+    motion_size: Optional[int] = None
+    # Step 2: DIS optical flow preset ("fast", "balanced", ...; see flow.dis_flow).
+    flow_preset: str = "balanced"
+    # Step 2: a frame whose pixels are visible in the previous frame for less than this share (0..1)
+    # is a shot cut.
+    cut_visible_fraction: float = 0.3
+    # Step 2: how far (0..1 colour value) the band-pass structure may differ after warping before a
+    # neighbour is no longer trusted there (the trust falls as exp(-(difference / tolerance)^2)).
+    detail_tolerance: float = 0.03
+    # Step 3: with a reference, how far (0..1 colour value) the reference's own regional light may
+    # change between two frames before the change counts as intended and passes at once.
+    light_tolerance: float = 0.06
+    # Step 3: share (0..1) of the running mean kept from frame to frame once it holds
+    # 1 / (1 - temporal_weight) frames (20 at 0.95); from then on it is an exponential moving average.
+    temporal_weight: float = 0.95
+    # Step 3: extra weight of a shot's first frame, in frames (it counts as 1 + anchor_frames).
+    anchor_frames: float = 1.0
+    # Step 4: the colour map is fitted only where the target holds more than this many frames.
+    followed_frames: float = 10.0 / 3.0
+    # Step 4: radius of the colour map's windows, in work-resolution pixels.
+    radius: int = 1
+    # Step 4: pull of the colour matrix toward the identity, as a colour variance (0..1 values squared).
+    regularization: float = 1e-4
+    # Step 5: alpha (0..1) below which a masked pixel's layer is not divided out; its correction fades
+    # to 0 toward alpha 0.
+    min_alpha: float = 0.05
+
+
 class Deflicker:
     """Streaming deflicker: feed consecutive chunks to :meth:`process`; state carries across calls.
 
@@ -153,43 +193,27 @@ class Deflicker:
     of a shot and near-still footage get much steadier); give the whole clip as one chunk, as
     :func:`deflicker` does, since a chunk's last frame sees no later frame and the next chunk's first
     frame sees many, which would show as a step at every chunk boundary.
-    ``strength`` 0..1 scales how far each frame moves toward the smoothed one (0 = unchanged).
+    ``strength`` 0..1 scales how far each frame moves toward the smoothed one (0 = unchanged);
+    ``settings`` (:class:`DeflickerSettings`) holds the rest of the tuning.
     """
 
-    def __init__(
-        self,
-        strength: float = 1.0,
-        *,
-        temporal_weight: float = 0.95,
-        anchor_frames: float = 1.0,
-        work_size: int = 240,
-        radius: int = 1,
-        regularization: float = 1e-4,
-        flow_preset: str = "balanced",
-        cut_visible_fraction: float = 0.3,
-        detail_tolerance: float = 0.03,
-        light_tolerance: float = 0.06,
-        min_alpha: float = 0.05,
-        motion_size: Optional[int] = None,
-        look_ahead: bool = False,
-        followed_frames: float = 10.0 / 3.0,
-    ):
+    def __init__(self, strength: float = 1.0, *, settings: Optional[DeflickerSettings] = None,
+                 look_ahead: bool = False):
         self.strength = check_strength(strength)
-        self.temporal_weight = temporal_weight
-        self.anchor_frames = anchor_frames
-        self.light_tolerance = light_tolerance
-        self.work_size = work_size
-        self.radius = radius
-        self.regularization = regularization
-        self.flow_preset = flow_preset
-        self.cut_visible_fraction = cut_visible_fraction
-        self.detail_tolerance = detail_tolerance
-        self.min_alpha = min_alpha
-        # Finer flow follows fast motion (a hand crossing the face) better; streaming keeps to the
-        # coarser flow that fits its frame-rate budget.
-        self.motion_size = motion_size or (240 if look_ahead else 180)
+        self.settings = settings = settings or DeflickerSettings()
+        self.temporal_weight = settings.temporal_weight
+        self.anchor_frames = settings.anchor_frames
+        self.light_tolerance = settings.light_tolerance
+        self.work_size = settings.work_size
+        self.radius = settings.radius
+        self.regularization = settings.regularization
+        self.flow_preset = settings.flow_preset
+        self.cut_visible_fraction = settings.cut_visible_fraction
+        self.detail_tolerance = settings.detail_tolerance
+        self.min_alpha = settings.min_alpha
+        self.motion_size = settings.motion_size or (240 if look_ahead else 180)
         self.look_ahead = look_ahead
-        self.followed_frames = followed_frames
+        self.followed_frames = settings.followed_frames
         self.reset()
 
     def reset(self) -> None:
@@ -213,8 +237,9 @@ class Deflicker:
         size = (max(8, round(width / factor)), max(8, round(height / factor)))
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
-    def process(self, frames_chunk, reference_chunk=None, mask_chunk=None, progress: ProgressCallback = None):
-        """Deflicker the next ``[T, H, W, 3]`` frames; optional reference frames and mask of the same size.
+    def process(self, frames_chunk, mask_chunk=None, reference_chunk=None, progress: ProgressCallback = None):
+        """Deflicker the next ``[T, H, W, 3]`` frames; optional mask ``[T, H, W]`` (1 = correct here) and
+        reference frames (the unprocessed video, for motion only) of the same size.
 
         Returns the deflickered chunk (same shape). ``progress(done, 2 * T)`` is called per frame and pass.
         """
@@ -509,4 +534,5 @@ def deflicker(
     resolution, about 5 MB per frame at 720p, besides the frames; :class:`Deflicker` streams causally
     in bounded memory).
     """
-    return Deflicker(strength, look_ahead=True).process(frames, reference, mask, progress=progress)
+    return Deflicker(strength, look_ahead=True).process(frames, mask_chunk=mask, reference_chunk=reference,
+                                                        progress=progress)

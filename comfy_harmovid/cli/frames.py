@@ -68,8 +68,8 @@ def _deflicker(args) -> int:
     engine = Deflicker(check_strength(args.strength, "--strength"))
     info = probe_video(args.input)
     companions = [
-        _companion_chunks(args.reference, "--reference", info, mask=False),
         _companion_chunks(args.mask, "--mask", info, mask=True),
+        _companion_chunks(args.reference, "--reference", info, mask=False),
     ]
     return _stream(args, args.input, engine.process, companions)
 
