@@ -21,6 +21,7 @@ import torch
 
 from .errors import HarmoVidError
 from .filters import bounding_slices, box_mean, downsample, enlarge_array, one_torch_thread, resize
+from .frame_rate import output_frame_count, source_frame
 from .progress import ProgressCallback, report
 from .validate import check_frames, check_mask, check_same_length, check_same_size
 
@@ -64,17 +65,6 @@ def _extend(index: int, count: int, policy: str) -> int:
     return count - 1  # hold (and shortest, which never asks past the end)
 
 
-def _source_index(output_index: int, source_fps: float, output_fps: float) -> int:
-    """The source frame shown at output frame ``output_index``: the one starting at or before its time."""
-    # A small tolerance keeps exact ratios (e.g. 30 -> 15 fps) on whole frames despite rounding.
-    return int(math.floor(output_index * source_fps / output_fps + 1e-6))
-
-
-def _frames_needed(count: int, source_fps: float, output_fps: float) -> int:
-    """How many output frames the clip's duration covers."""
-    return int(math.ceil(count * output_fps / source_fps - 1e-6))
-
-
 def frame_schedule(
     foreground_frames: int,
     background_frames: int,
@@ -104,13 +94,13 @@ def frame_schedule(
         foreground_fps = background_fps = output_fps = 1.0  # unknown rates: frame by frame
     output_fps = output_fps or background_fps
 
-    fg_length = _frames_needed(foreground_frames, foreground_fps, output_fps)
-    bg_length = _frames_needed(background_frames, background_fps, output_fps)
+    fg_length = output_frame_count(foreground_frames, foreground_fps, output_fps)
+    bg_length = output_frame_count(background_frames, background_fps, output_fps)
     length = min(fg_length, bg_length) if length_policy == "shortest" else max(fg_length, bg_length)
     schedule = []
     for j in range(length):
-        fg = _extend(_source_index(j, foreground_fps, output_fps), foreground_frames, length_policy)
-        bg = _extend(_source_index(j, background_fps, output_fps), background_frames, length_policy)
+        fg = _extend(source_frame(j, foreground_fps, output_fps), foreground_frames, length_policy)
+        bg = _extend(source_frame(j, background_fps, output_fps), background_frames, length_policy)
         schedule.append((min(fg, foreground_frames - 1), min(bg, background_frames - 1)))
     return schedule
 

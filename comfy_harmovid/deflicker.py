@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from .errors import HarmoVidError
-from .filters import float_array
+from .filters import SYMMETRIC_PAIRS, float_array, local_linear_fit
 from .flow import GREY_WEIGHTS, dis_flow, occlusion_mask, warp
 from .progress import ProgressCallback, report
 from .validate import check_frames, check_mask, check_same_length, check_same_size, check_strength
@@ -71,41 +71,16 @@ def _box(image: np.ndarray, radius: int) -> np.ndarray:
     return cv2.boxFilter(image, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
 
 
-def _inverse_symmetric(a, b, c, d, e, f):
-    """Inverses of the symmetric 3x3 matrices ``[[a, b, c], [b, d, e], [c, e, f]]`` given as planes of
-    entries, as nested lists of planes: in closed form, many times faster than a batched solver."""
-    co_a, co_b, co_c = d * f - e * e, c * e - b * f, b * e - c * d
-    co_d, co_e, co_f = a * f - c * c, b * c - a * e, a * d - b * b
-    inverse_det = 1.0 / (a * co_a + b * co_b + c * co_c)
-    return [[entry * inverse_det for entry in row] for row in ([co_a, co_b, co_c], [co_b, co_d, co_e], [co_c, co_e, co_f])]
-
-
-# The distinct entries of a symmetric 3x3 matrix, as (row, column).
-_SYMMETRIC = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
-
-
 def _colour_map_from_sums(sums, regularization: float):
     """Colour map coefficients ``[..., 12]`` (``A - I`` row by row, then ``b``) from the weighted means
     of the 22 products that :func:`fit_local_colour_map` lists: planes (one map per window) or
     ``[1, 1]`` arrays (one map for everything)."""
     inverse_w = 1.0 / np.maximum(sums[0], 1e-6)
-    mean_s, mean_t = [plane * inverse_w for plane in sums[1:4]], [plane * inverse_w for plane in sums[4:7]]
-    var_s = [sums[7 + n] * inverse_w - mean_s[i] * mean_s[j] for n, (i, j) in enumerate(_SYMMETRIC)]
-    cov_st = [[sums[13 + 3 * j + k] * inverse_w - mean_s[j] * mean_t[k] for k in range(3)] for j in range(3)]
-    # Ridge toward the identity: A^T = (cov_ss + eps I)^-1 (cov_st + eps I).
-    for n, (i, j) in enumerate(_SYMMETRIC):
-        if i == j:
-            var_s[n] += regularization
-            cov_st[i][i] += regularization
-    inverse = _inverse_symmetric(*var_s)
-    change = [[inverse[j][0] * cov_st[0][k] + inverse[j][1] * cov_st[1][k] + inverse[j][2] * cov_st[2][k]
-               for j in range(3)] for k in range(3)]  # A, row k
-    for k in range(3):
-        change[k][k] -= 1.0
-        for j in range(3):
-            np.clip(change[k][j], -1.0, 1.0, out=change[k][j])  # A - I, kept within reason
-    offset = [mean_t[k] - mean_s[k] - change[k][0] * mean_s[0] - change[k][1] * mean_s[1] - change[k][2] * mean_s[2]
-              for k in range(3)]
+    means = [plane * inverse_w for plane in sums[1:]]
+    cross = [means[12 + 3 * j : 15 + 3 * j] for j in range(3)]
+    # A - I is kept within reason (each entry within +-1).
+    change, offset = local_linear_fit(means[0:3], means[3:6], means[6:12], cross, regularization,
+                                      toward_identity=True, max_change=1.0)
     return cv2.merge([plane for row in change for plane in row] + offset)
 
 
@@ -126,7 +101,7 @@ def fit_local_colour_map(source, target, weight, *, radius: int, regularization:
     weight = weight.astype(np.float32)
     weighted_s = [weight * plane for plane in s]
     products = [weight, *weighted_s, *(weight * plane for plane in t)]
-    products += [weighted_s[i] * s[j] for i, j in _SYMMETRIC]
+    products += [weighted_s[i] * s[j] for i, j in SYMMETRIC_PAIRS]
     products += [weighted_s[j] * t[k] for j in range(3) for k in range(3)]
     products = cv2.merge(products)
     window_sums = cv2.split(_box(products, radius))  # window means of all 22 products in one pass
@@ -170,6 +145,46 @@ class _WorkFrame:
     forward_count: Optional[np.ndarray] = None
 
 
+@dataclass(frozen=True)
+class DeflickerSettings:
+    """The deflicker's tuning (see the module's steps 1-5); the defaults suit portrait clips.
+
+    Sizes in pixels are at work or motion resolution; colour differences are in 0..1 colour values.
+    """
+
+    # Step 1: short side of the work resolution the colour map is fitted at, in pixels.
+    work_size: int = 240
+    # Step 2: short side of the flow's resolution, in pixels; None: 240 with look-ahead, 180 streaming
+    # (finer flow follows fast motion, such as a hand crossing the face, better; streaming keeps to the
+    # coarser flow that fits its frame-rate budget).
+    motion_size: Optional[int] = None
+    # Step 2: DIS optical flow preset ("fast", "balanced", ...; see flow.dis_flow).
+    flow_preset: str = "balanced"
+    # Step 2: a frame whose pixels are visible in the previous frame for less than this share (0..1)
+    # is a shot cut.
+    cut_visible_fraction: float = 0.3
+    # Step 2: how far (0..1 colour value) the band-pass structure may differ after warping before a
+    # neighbour is no longer trusted there (the trust falls as exp(-(difference / tolerance)^2)).
+    detail_tolerance: float = 0.03
+    # Step 3: with a reference, how far (0..1 colour value) the reference's own regional light may
+    # change between two frames before the change counts as intended and passes at once.
+    light_tolerance: float = 0.06
+    # Step 3: share (0..1) of the running mean kept from frame to frame once it holds
+    # 1 / (1 - temporal_weight) frames (20 at 0.95); from then on it is an exponential moving average.
+    temporal_weight: float = 0.95
+    # Step 3: extra weight of a shot's first frame, in frames (it counts as 1 + anchor_frames).
+    anchor_frames: float = 1.0
+    # Step 4: the colour map is fitted only where the target holds more than this many frames.
+    followed_frames: float = 10.0 / 3.0
+    # Step 4: radius of the colour map's windows, in work-resolution pixels.
+    radius: int = 1
+    # Step 4: pull of the colour matrix toward the identity, as a colour variance (0..1 values squared).
+    regularization: float = 1e-4
+    # Step 5: alpha (0..1) below which a masked pixel's layer is not divided out; its correction fades
+    # to 0 toward alpha 0.
+    min_alpha: float = 0.05
+
+
 class Deflicker:
     """Streaming deflicker: feed consecutive chunks to :meth:`process`; state carries across calls.
 
@@ -179,43 +194,27 @@ class Deflicker:
     of a shot and near-still footage get much steadier); give the whole clip as one chunk, as
     :func:`deflicker` does, since a chunk's last frame sees no later frame and the next chunk's first
     frame sees many, which would show as a step at every chunk boundary.
-    ``strength`` 0..1 scales how far each frame moves toward the smoothed one (0 = unchanged).
+    ``strength`` 0..1 scales how far each frame moves toward the smoothed one (0 = unchanged);
+    ``settings`` (:class:`DeflickerSettings`) holds the rest of the tuning.
     """
 
-    def __init__(
-        self,
-        strength: float = 1.0,
-        *,
-        temporal_weight: float = 0.95,
-        anchor_frames: float = 1.0,
-        work_size: int = 240,
-        radius: int = 1,
-        regularization: float = 1e-4,
-        flow_preset: str = "balanced",
-        cut_visible_fraction: float = 0.3,
-        detail_tolerance: float = 0.03,
-        light_tolerance: float = 0.06,
-        min_alpha: float = 0.05,
-        motion_size: Optional[int] = None,
-        look_ahead: bool = False,
-        followed_frames: float = 10.0 / 3.0,
-    ):
+    def __init__(self, strength: float = 1.0, *, settings: Optional[DeflickerSettings] = None,
+                 look_ahead: bool = False):
         self.strength = check_strength(strength)
-        self.temporal_weight = temporal_weight
-        self.anchor_frames = anchor_frames
-        self.light_tolerance = light_tolerance
-        self.work_size = work_size
-        self.radius = radius
-        self.regularization = regularization
-        self.flow_preset = flow_preset
-        self.cut_visible_fraction = cut_visible_fraction
-        self.detail_tolerance = detail_tolerance
-        self.min_alpha = min_alpha
-        # Finer flow follows fast motion (a hand crossing the face) better; streaming keeps to the
-        # coarser flow that fits its frame-rate budget.
-        self.motion_size = motion_size or (240 if look_ahead else 180)
+        self.settings = settings = settings or DeflickerSettings()
+        self.temporal_weight = settings.temporal_weight
+        self.anchor_frames = settings.anchor_frames
+        self.light_tolerance = settings.light_tolerance
+        self.work_size = settings.work_size
+        self.radius = settings.radius
+        self.regularization = settings.regularization
+        self.flow_preset = settings.flow_preset
+        self.cut_visible_fraction = settings.cut_visible_fraction
+        self.detail_tolerance = settings.detail_tolerance
+        self.min_alpha = settings.min_alpha
+        self.motion_size = settings.motion_size or (240 if look_ahead else 180)
         self.look_ahead = look_ahead
-        self.followed_frames = followed_frames
+        self.followed_frames = settings.followed_frames
         self.reset()
 
     def reset(self) -> None:
@@ -239,8 +238,9 @@ class Deflicker:
         size = (max(8, round(width / factor)), max(8, round(height / factor)))
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
-    def process(self, frames_chunk, reference_chunk=None, mask_chunk=None, progress: ProgressCallback = None):
-        """Deflicker the next ``[T, H, W, 3]`` frames; optional reference frames and mask of the same size.
+    def process(self, frames_chunk, mask_chunk=None, reference_chunk=None, progress: ProgressCallback = None):
+        """Deflicker the next ``[T, H, W, 3]`` frames; optional mask ``[T, H, W]`` (1 = correct here) and
+        reference frames (the unprocessed video, for motion only) of the same size.
 
         Returns the deflickered chunk (same shape). ``progress(done, 2 * T)`` is called per frame and pass.
         """
@@ -539,4 +539,5 @@ def deflicker(
     resolution, about 5 MB per frame at 720p, besides the frames; :class:`Deflicker` streams causally
     in bounded memory).
     """
-    return Deflicker(strength, look_ahead=True).process(frames, reference, mask, progress=progress)
+    return Deflicker(strength, look_ahead=True).process(frames, mask_chunk=mask, reference_chunk=reference,
+                                                        progress=progress)

@@ -1,4 +1,5 @@
-"""Shared image filters on torch tensors: box sums and means, resizing, and the guided filter.
+"""Shared image filters on torch tensors: box sums and means, resizing, and the guided filter, whose
+closed-form local linear fit (:func:`local_linear_fit`) the deflicker's colour map uses too, on numpy.
 
 All filters work on the last two dimensions (height, width) of a tensor shaped ``[..., H, W]``, so
 they take masks ``[T, H, W]`` and channels-first images ``[T, C, H, W]`` alike.
@@ -168,22 +169,55 @@ def resize(x: torch.Tensor, size, *, mode: str = "bilinear") -> torch.Tensor:
     return out.reshape(*lead, *size)
 
 
-def _solve_3x3(sigma, rhs):
-    """Solve ``sigma @ a = rhs`` per pixel; ``sigma`` is given as its six distinct entries (symmetric)."""
-    s00, s01, s02, s11, s12, s22 = sigma
-    c00 = s11 * s22 - s12 * s12
-    c01 = s02 * s12 - s01 * s22
-    c02 = s01 * s12 - s02 * s11
-    c11 = s00 * s22 - s02 * s02
-    c12 = s01 * s02 - s00 * s12
-    c22 = s00 * s11 - s01 * s01
-    det = s00 * c00 + s01 * c01 + s02 * c02
-    r0, r1, r2 = rhs
-    return (
-        (c00 * r0 + c01 * r1 + c02 * r2) / det,
-        (c01 * r0 + c11 * r1 + c12 * r2) / det,
-        (c02 * r0 + c12 * r1 + c22 * r2) / det,
-    )
+# The distinct entries of a symmetric 3x3 matrix, as (row, column).
+SYMMETRIC_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+
+
+def _inverse_symmetric(a, b, c, d, e, f):
+    """Inverses of the symmetric 3x3 matrices ``[[a, b, c], [b, d, e], [c, e, f]]`` given as planes of
+    entries, as nested lists of planes: in closed form, many times faster than a batched solver."""
+    co_a, co_b, co_c = d * f - e * e, c * e - b * f, b * e - c * d
+    co_d, co_e, co_f = a * f - c * c, b * c - a * e, a * d - b * b
+    inverse_det = 1.0 / (a * co_a + b * co_b + c * co_c)
+    return [[entry * inverse_det for entry in row] for row in ([co_a, co_b, co_c], [co_b, co_d, co_e], [co_c, co_e, co_f])]
+
+
+def local_linear_fit(mean_guide, mean_target, mean_guide_products, mean_cross, regularization: float, *,
+                     toward_identity: bool = False, max_change=None):
+    """Closed-form ridge regression per pixel (window) of ``target_k ~ sum_j A[k][j] guide_j + b_k``:
+    the local linear model of the colour guided filter (He et al. 2013) and of colour maps.
+
+    Takes the (window or weighted) means of the 3 guide planes, of the K target planes, of the 6 guide
+    products ``guide_i * guide_j`` in :data:`SYMMETRIC_PAIRS` order and of the cross products
+    ``mean_cross[j][k] = mean(guide_j * target_k)``. The arguments are lists of planes, all numpy arrays
+    or all torch tensors of one shape (elementwise arithmetic only, so either library runs it at its own
+    speed). ``regularization`` (a variance) pulls ``A`` toward zero, or toward the identity with
+    ``toward_identity`` (K = 3): flat windows then get a plain offset. Returns ``(change, offset)``:
+    ``change[k][j]`` is ``A`` minus that prior, each entry clipped to ``+-max_change`` if given, and
+    ``offset[k]`` is ``b``, fitted for the clipped ``A``.
+    """
+    count = len(mean_target)
+    cov_gg = [mean_guide_products[n] - mean_guide[i] * mean_guide[j] for n, (i, j) in enumerate(SYMMETRIC_PAIRS)]
+    cov_gt = [[mean_cross[j][k] - mean_guide[j] * mean_target[k] for k in range(count)] for j in range(3)]
+    # (cov_gg + eps I) A^T = cov_gt + eps * prior
+    for n, (i, j) in enumerate(SYMMETRIC_PAIRS):
+        if i == j:
+            cov_gg[n] = cov_gg[n] + regularization
+            if toward_identity:
+                cov_gt[i][i] = cov_gt[i][i] + regularization
+    inverse = _inverse_symmetric(*cov_gg)
+    change = [[inverse[j][0] * cov_gt[0][k] + inverse[j][1] * cov_gt[1][k] + inverse[j][2] * cov_gt[2][k]
+               for j in range(3)] for k in range(count)]  # A, row k
+    for k in range(count):
+        if toward_identity:
+            change[k][k] = change[k][k] - 1.0
+        if max_change is not None:
+            change[k] = [entry.clip(-max_change, max_change) for entry in change[k]]
+    offset = []
+    for k in range(count):
+        base = mean_target[k] - mean_guide[k] if toward_identity else mean_target[k]
+        offset.append(base - change[k][0] * mean_guide[0] - change[k][1] * mean_guide[1] - change[k][2] * mean_guide[2])
+    return change, offset
 
 
 def guided_filter_coefficients(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float):
@@ -192,20 +226,12 @@ def guided_filter_coefficients(guide: torch.Tensor, source: torch.Tensor, radius
     guide: ``[B, 3, H, W]``, source: ``[B, H, W]``. Returns the window-averaged coefficients
     ``(a [B, 3, H, W], b [B, H, W])``; the filtered output is ``(a * guide).sum(1) + b``.
     """
-    pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
     # All local means in one pass: guide (3), source (1), guide * source (3), guide products (6).
-    products = [guide[:, i] * guide[:, j] for i, j in pairs]
+    products = [guide[:, i] * guide[:, j] for i, j in SYMMETRIC_PAIRS]
     stacked = torch.cat([guide, source[:, None], guide * source[:, None], torch.stack(products, 1)], dim=1)
-    means = box_mean(stacked, radius)
-    mean_i, mean_p, mean_ip, mean_ii = means[:, :3], means[:, 3], means[:, 4:7], means[:, 7:]
-    cov_ip = (mean_ip - mean_i * mean_p[:, None]).unbind(1)
-    sigma = []
-    for k, (i, j) in enumerate(pairs):
-        entry = mean_ii[:, k] - mean_i[:, i] * mean_i[:, j]
-        sigma.append(entry + eps if i == j else entry)
-    a = torch.stack(_solve_3x3(sigma, cov_ip), dim=1)
-    b = mean_p - (a * mean_i).sum(1)
-    coefficients = box_mean(torch.cat([a, b[:, None]], dim=1), radius)
+    means = box_mean(stacked, radius).unbind(1)
+    (a,), (b,) = local_linear_fit(means[:3], means[3:4], means[7:], [[m] for m in means[4:7]], eps)
+    coefficients = box_mean(torch.stack([*a, b], dim=1), radius)
     return coefficients[:, :3], coefficients[:, 3]
 
 

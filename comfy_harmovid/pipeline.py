@@ -253,7 +253,8 @@ def harmonize_video(
                                    out=harmonized[: composite.shape[0]])
             del bg
             if deflicker is not None:
-                frames = clock.run("deflicker", deflicker.process, frames, composite, placed_alpha)
+                frames = clock.run("deflicker", deflicker.process, frames, mask_chunk=placed_alpha,
+                                   reference_chunk=composite)
             clock.run("encode", writer.write, frames)
             for k in range(len(pairs)):
                 if start + k in keep_frames:

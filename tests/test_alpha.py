@@ -266,3 +266,34 @@ def test_downsample_averages_blocks_and_partial_edge_blocks(shape, factor):
     channels_last_crop = torch.rand(1, 30, 40, 3)[:, 2:27, 5:38].permute(0, 3, 1, 2)  # an IMAGE crop, not copied
     expected = torch.nn.functional.avg_pool2d(channels_last_crop, factor, ceil_mode=True)
     assert torch.allclose(downsample(channels_last_crop, factor), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("toward_identity", [False, True])
+def test_local_linear_fit_is_the_ridge_regression_in_numpy_and_torch(toward_identity):
+    # One closed form serves the guided filter (torch) and the deflicker's colour map (numpy): both
+    # must give the per-window ridge regression (cov_gg + eps I) A^T = cov_gt + eps * prior.
+    from comfy_harmovid.filters import SYMMETRIC_PAIRS, local_linear_fit
+
+    rng = np.random.default_rng(3)
+    guide = rng.random((3, 40), dtype=np.float64)  # 40 pixels of one window each, 5 windows side by side
+    guide = guide.reshape(3, 5, 8)
+    target = np.einsum("kj,jwp->kwp", rng.random((3, 3)), guide) + 0.2 * rng.random((3, 5, 8))
+    eps = 1e-2
+    mean_g, mean_t = guide.mean(-1), target.mean(-1)
+    products = [(guide[i] * guide[j]).mean(-1) for i, j in SYMMETRIC_PAIRS]
+    cross = [[(guide[j] * target[k]).mean(-1) for k in range(3)] for j in range(3)]
+    prior = np.eye(3) if toward_identity else np.zeros((3, 3))
+    for library in (np.asarray, torch.from_numpy):
+        change, offset = local_linear_fit([library(m) for m in mean_g], [library(m) for m in mean_t],
+                                          [library(p) for p in products], [[library(c) for c in row] for row in cross],
+                                          eps, toward_identity=toward_identity)
+        for window in range(5):
+            g, t = guide[:, window], target[:, window]
+            cov_gg = np.cov(g, bias=True) + eps * np.eye(3)
+            cov_gt = (g - g.mean(1, keepdims=True)) @ (t - t.mean(1, keepdims=True)).T / g.shape[1]
+            a = np.linalg.solve(cov_gg, cov_gt + eps * prior).T
+            b = t.mean(1) - a @ g.mean(1)
+            got_a = np.array([[float(change[k][j][window]) for j in range(3)] for k in range(3)]) + prior
+            got_b = np.array([float(offset[k][window]) for k in range(3)])
+            # float64 throughout: only rounding separates the closed form from the solver
+            assert np.allclose(got_a, a, atol=1e-9) and np.allclose(got_b, b, atol=1e-9), library

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from comfy_harmovid.cli import main as harmovid
-from comfy_harmovid.deflicker import Deflicker, apply_colour_map, deflicker, fit_local_colour_map
+from comfy_harmovid.deflicker import Deflicker, DeflickerSettings, apply_colour_map, deflicker, fit_local_colour_map
 from comfy_harmovid.errors import HarmoVidError
 from comfy_harmovid.io import read_video, write_video
 from comfy_harmovid.evaluation.metrics import warping_error
@@ -260,9 +260,10 @@ def test_deflicker_starts_afresh_at_a_shot_cut(look_ahead):
 def test_causal_streaming_in_chunks_equals_the_whole_clip():
     clean, mask, _ = make_portrait_clip(frames=9, height=48, width=64)
     jittered = (clean * flicker_gains(9).view(-1, 1, 1, 1)).clamp(0, 1)
-    whole = Deflicker().process(jittered, clean, mask)
+    whole = Deflicker().process(jittered, mask_chunk=mask, reference_chunk=clean)
     engine = Deflicker()
-    parts = [engine.process(jittered[i : i + 4], clean[i : i + 4], mask[i : i + 4]) for i in range(0, 9, 4)]
+    parts = [engine.process(jittered[i : i + 4], mask_chunk=mask[i : i + 4], reference_chunk=clean[i : i + 4])
+             for i in range(0, 9, 4)]
     assert torch.equal(torch.cat(parts), whole), "chunked streaming differs from the whole clip"
 
 
@@ -287,7 +288,7 @@ def test_deflicker_rejects_bad_input_with_clear_errors():
     with pytest.raises(HarmoVidError, match="strength"):
         deflicker(frames, strength=1.5)
     engine = Deflicker()
-    engine.process(frames[:2], frames[:2])
+    engine.process(frames[:2], reference_chunk=frames[:2])
     with pytest.raises(HarmoVidError, match="every chunk"):
         engine.process(frames[2:])
 
@@ -320,3 +321,15 @@ def test_deflicker_command_writes_a_steadier_video(tmp_path):
     assert harmovid(["deflicker", "--input", str(tmp_path / "in.mkv"), "-o", str(out_path)]) == 2, (
         "an existing output must be refused without --overwrite"
     )
+
+
+def test_settings_reach_the_engine_and_the_streaming_order_is_frames_mask_reference():
+    clean, mask, _ = make_portrait_clip(frames=4, height=48, width=64)
+    jittered = (clean * flicker_gains(4).view(-1, 1, 1, 1)).clamp(0, 1)
+    default = Deflicker().process(jittered, mask, clean)
+    same = Deflicker(settings=DeflickerSettings()).process(jittered, mask_chunk=mask, reference_chunk=clean)
+    assert torch.equal(default, same), "positional (frames, mask, reference) differs from the keywords"
+    coarse = Deflicker(settings=DeflickerSettings(work_size=16, motion_size=16)).process(jittered, mask, clean)
+    assert not torch.equal(coarse, default), "the settings did not reach the engine"
+    with pytest.raises(HarmoVidError, match="reference|mask"):
+        Deflicker().process(jittered, clean, mask)  # the old (frames, reference, mask) order fails loudly

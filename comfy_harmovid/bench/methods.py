@@ -132,7 +132,7 @@ def _ours_deflicker(use_reference: bool, look_ahead: bool = True):
         from ..deflicker import Deflicker
 
         reference = reference if use_reference else None
-        return Deflicker(look_ahead=look_ahead).process(frames, reference, alpha)
+        return Deflicker(look_ahead=look_ahead).process(frames, mask_chunk=alpha, reference_chunk=reference)
 
     return run
 

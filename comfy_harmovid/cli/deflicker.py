@@ -16,8 +16,8 @@ def _deflicker(args) -> int:
     engine = Deflicker(check_strength(args.strength, "--strength"))
     info = probe_video(args.input)
     companions = [
-        companion_chunks(args.reference, "--reference", info, mask=False),
         companion_chunks(args.mask, "--mask", info, mask=True),
+        companion_chunks(args.reference, "--reference", info, mask=False),
     ]
     return stream_file_to_file(args, args.input, engine.process, companions)
 

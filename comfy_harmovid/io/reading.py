@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from ..errors import HarmoVidError
+from ..frame_rate import output_frame_count
 from .media import open_container, video_stream
-from .sources import Source, check_range, iter_selected, load_image, open_source, resampled_count
+from .sources import Source, check_range, iter_selected, load_image, open_source
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,8 @@ def probe_video(path, *, fps=None) -> VideoInfo:
     first, first_time = next(iter_selected(source, False, 0, 1, None))
     count = _count_frames(source.path)
     out_fps = source.fps
-    if fps is not None and abs(float(fps) - source.fps) > 1e-6:
-        count, out_fps = resampled_count(count, source.fps / float(fps)), float(fps)
+    if fps is not None and float(fps) != source.fps:
+        count, out_fps = output_frame_count(count, source.fps, float(fps)), float(fps)
     return VideoInfo(source.path, first.shape[1], first.shape[0], count, out_fps, source.has_audio, first_time)
 
 

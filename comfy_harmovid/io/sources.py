@@ -9,7 +9,6 @@ deferred so frames before ``start`` are decoded but never converted.
 from __future__ import annotations
 
 import itertools
-import math
 import re
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import HarmoVidError
+from ..frame_rate import source_frame
 from .media import DECODE_SCALING, IMAGE_EXTENSIONS, check_fps, open_container, video_stream
 
 DEFAULT_IMAGE_FPS = 24.0
@@ -145,26 +145,15 @@ def _video_frames(source: Source, mask: bool) -> Iterator[tuple[Callable, float,
             yield partial(_frame_array, frame, pix_fmt), time, f"{source.path} frame {index}"
 
 
-def _resample_times(items, ratio: float):
-    """Pick frames by time to change the frame rate: output frame k shows the source frame on screen
-    at k / fps_out, i.e. source index floor(k * ratio) with ratio = fps_in / fps_out."""
+def _resample_times(items, source_fps: float, output_fps: float):
+    """Pick frames by time to change the frame rate (see :mod:`comfy_harmovid.frame_rate`)."""
     wanted = 0
     count = 0
     for index, item in enumerate(items):
         while wanted == index:
             yield item
             count += 1
-            wanted = math.floor(count * ratio + 1e-9)
-
-
-def resampled_count(count: int, ratio: float) -> int:
-    """How many frames _resample_times yields from ``count`` source frames."""
-    out = math.ceil(count / ratio)
-    while out > 0 and math.floor((out - 1) * ratio + 1e-9) >= count:
-        out -= 1
-    while math.floor(out * ratio + 1e-9) < count:
-        out += 1
-    return out
+            wanted = source_frame(count, source_fps, output_fps)
 
 
 def check_range(start, max_frames) -> None:
@@ -179,8 +168,8 @@ def iter_selected(source: Source, mask: bool, start: int, max_frames, fps) -> It
     raises when the range holds no frame."""
     check_range(start, max_frames)
     items = _video_frames(source, mask) if source.kind == "video" else _image_frames(source, mask)
-    if source.kind == "video" and fps is not None and abs(float(fps) - source.fps) > 1e-6:
-        items = _resample_times(items, source.fps / float(fps))
+    if source.kind == "video" and fps is not None and float(fps) != source.fps:
+        items = _resample_times(items, source.fps, float(fps))
     stop = None if max_frames is None else start + max_frames
     size = None
     for load, time, name in itertools.islice(items, start, stop):
