@@ -21,9 +21,10 @@ from .network import HarmoImNet
 from .transform import apply_to_frame, limit_exposure, respect_scene_cast
 from .weights import load_harmoim
 
-# The most the learned method may change the person's mean luma (0..1): the median change the training
-# LUTs make (0.053 on the training people). Beyond it the network mostly asserts its prior of how bright
-# people are, learned from a handful of them: a darker-skinned person looks to it like an underexposed one.
+# The most the learned method may change the person's mean luma (0..1). Beyond it the network mostly
+# asserts its prior of how bright people are rather than what the scene shows: a person with darker skin
+# in front of a bright wall looks to it like an underexposed one. Chosen on validation people the
+# network never saw (docs/training.md, section 5).
 MAX_EXPOSURE_CHANGE = 0.05
 
 

@@ -1,7 +1,7 @@
 """Training the learned HarmoIm on real portrait footage, on the CPU.
 
 Data: frames sampled evenly from each portrait clip of a training manifest (the format of
-``comfy_harmovid.train.data``; a still image counts as a clip of one frame), masked by the built-in
+``comfy_harmovid.footage``; a still image counts as a clip of one frame), masked by the built-in
 segmenter (or the clip's own mask video) and softened by the pseudo-alpha, held in memory at a small
 size. Each step takes a batch of them at a random crop and flip, drawing a clip or still first and then
 one of its frames (``per_source``), so that a long clip does not outweigh many stills. Some samples get
