@@ -75,7 +75,7 @@ def run_deflicker_protocol(
     )
     reporting.add_ratio_to_clean(per_case)
     settings = dict(settings or {}, seed=seed, jitter=jitter, methods=list(chosen))
-    return result_document("deflicker", DESCRIPTION, settings, cases, per_case), sheet_rows
+    return result_document("deflicker", DESCRIPTION, settings, {case.name: case.info for case in cases}, per_case), sheet_rows
 
 
 def register(subparsers) -> None:

@@ -54,7 +54,7 @@ def run_harmonize_protocol(
     sheet_frames = (lambda t: (0, t - 1)) if sheet else (lambda t: ())
     per_case, sheet_rows = evaluate(cases, runners, motion_in_mask=False, sheet_frames=sheet_frames, progress=progress)
     settings = dict(settings or {}, seed=seed, all_pairs=all_pairs, binary_mask=binary_mask, methods=list(chosen))
-    result = result_document("harmonize", DESCRIPTION, settings, cases, per_case)
+    result = result_document("harmonize", DESCRIPTION, settings, cases.infos(), per_case)
     if "identity" in chosen:
         result["spread"] = gain_spread(per_case, "fpsnr", baseline="identity")
     return result, sheet_rows

@@ -62,13 +62,13 @@ def evaluate(
     return per_case, sheet_rows
 
 
-def result_document(protocol: str, description: str, settings: dict, cases: Sequence[Case], per_case: dict) -> dict:
-    """The JSON a protocol writes: settings, per-case details (e.g. the LUTs used), scores, means."""
+def result_document(protocol: str, description: str, settings: dict, infos: Dict[str, dict], per_case: dict) -> dict:
+    """The JSON a protocol writes: settings, each case's details (``infos``, e.g. the LUTs used), scores, means."""
     return {
         "protocol": protocol,
         "description": description,
         "settings": settings,
-        "cases": {case.name: case.info for case in cases},
+        "cases": infos,
         "clips": per_case,
         "mean": reporting.mean_over_clips(per_case),
     }

@@ -50,14 +50,20 @@ class LutCases(Sequence):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def _info(self, index: int) -> dict:
+        portrait, lut = self.pairs[index]
+        return {"clip": self.portraits[portrait].name, "lut": self.luts[lut][0]}
+
+    def infos(self) -> dict:
+        """``{case name: {"clip", "lut"}}`` without building the cases."""
+        return {name: self._info(index) for index, name in enumerate(self.names)}
+
     def __getitem__(self, index: int) -> Case:
         portrait, lut_index = self.pairs[index]
         person = self.portraits[portrait]
-        lut_name, lut = self.luts[lut_index]
         alpha = person.mask if self.binary_mask else person.alpha
-        recoloured = composite(apply_lut(person.frames, lut), person.frames, alpha)
-        return Case(self.names[index], recoloured, person.frames, person.mask, alpha,
-                    {"clip": person.name, "lut": lut_name})
+        recoloured = composite(apply_lut(person.frames, self.luts[lut_index][1]), person.frames, alpha)
+        return Case(self.names[index], recoloured, person.frames, person.mask, alpha, self._info(index))
 
 
 def lut_cases(portraits: Sequence[Portrait], luts: Sequence[Tuple[str, Lut]], seed: int, *,
