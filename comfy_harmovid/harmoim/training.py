@@ -19,6 +19,7 @@ Everything depends on the seed: the same config and data give the same weights.
 """
 
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -98,6 +99,14 @@ class FramePool:
     alpha: torch.Tensor
     sources: List[str]
 
+    @functools.cached_property
+    def frames_by_source(self) -> List[List[int]]:
+        """The pool indices of each source's frames, sources in first-seen order."""
+        groups = {}
+        for index, source in enumerate(self.sources):
+            groups.setdefault(source, []).append(index)
+        return list(groups.values())
+
 
 def _sample_clip(path: Path, mask_path: Optional[Path], count: int):
     """``count`` evenly spaced frames of ``path`` at the segmenter's working size (and its mask's, if given)."""
@@ -158,10 +167,7 @@ def _frame_indices(pool: FramePool, count: int, per_source: bool, generator: tor
     """``count`` random pool frames: uniform over frames, or uniform over sources, then over their frames."""
     if not per_source:
         return torch.randint(pool.frames.shape[0], (count,), generator=generator).tolist()
-    by_source = {}
-    for index, source in enumerate(pool.sources):
-        by_source.setdefault(source, []).append(index)
-    groups = list(by_source.values())
+    groups = pool.frames_by_source
     picks = []
     for group in torch.randint(len(groups), (count,), generator=generator).tolist():
         picks.append(groups[group][int(torch.randint(len(groups[group]), (), generator=generator))])
