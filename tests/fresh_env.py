@@ -104,3 +104,18 @@ def repack_wheel(name: str, out: Path) -> Path:
         record.append(f"{info}/RECORD,,")
         archive.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
     return wheel
+
+
+def load_pack_like_comfyui(pack: Path) -> str:
+    """Python source that imports the checkout at ``pack`` as ComfyUI loads a custom node folder: its
+    ``__init__.py`` under the folder's name (which may contain a dash), while ComfyUI's own top-level
+    ``nodes`` module is already imported. The loaded pack is bound to ``module``."""
+    return f"""
+import importlib.util, sys, types
+sys.modules["nodes"] = types.ModuleType("nodes")  # ComfyUI's own nodes.py
+spec = importlib.util.spec_from_file_location("comfy-harmovid", r"{pack / '__init__.py'}",
+                                              submodule_search_locations=[r"{pack}"])
+module = importlib.util.module_from_spec(spec)
+sys.modules["comfy-harmovid"] = module
+spec.loader.exec_module(module)
+"""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fresh_env import clean_env, make_venv, repack_wheel
+from fresh_env import clean_env, load_pack_like_comfyui, make_venv, repack_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,15 +90,7 @@ def test_comfyui_manager_install_in_a_fresh_environment_gives_a_working_builtin_
     assert "pip install --no-deps" in run("install.py")
     assert "already installed" in run("install.py"), "a second run did not find everything installed"
 
-    script = f"""
-import importlib.util, pathlib, sys, types
-import torch
-sys.modules["nodes"] = types.ModuleType("nodes")  # ComfyUI's own nodes.py
-spec = importlib.util.spec_from_file_location("comfy-harmovid", r"{pack / '__init__.py'}",
-                                              submodule_search_locations=[r"{pack}"])
-module = importlib.util.module_from_spec(spec)
-sys.modules["comfy-harmovid"] = module
-spec.loader.exec_module(module)
+    script = "import pathlib\nimport torch\n" + load_pack_like_comfyui(pack) + f"""
 import comfy_harmovid, mediapipe, sam2, skvideo
 venv = pathlib.Path(r"{tmp_path / 'venv'}")
 assert pathlib.Path(mediapipe.__file__).is_relative_to(venv), mediapipe.__file__

@@ -10,21 +10,13 @@ import pytest
 
 import nodes
 from comfy_harmovid.errors import HarmoVidError
+from fresh_env import load_pack_like_comfyui
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_comfyui_imports_the_checkout_as_a_package_without_shadowing_its_nodes_module(tmp_path):
-    # ComfyUI loads custom_nodes/<folder>/__init__.py under the folder's name (which may contain a
-    # dash), while its own top-level module `nodes` is already imported.
-    script = f"""
-import importlib.util, sys, types
-sys.modules["nodes"] = types.ModuleType("nodes")  # ComfyUI's own nodes.py
-spec = importlib.util.spec_from_file_location("comfy-harmovid", r"{ROOT / '__init__.py'}",
-                                              submodule_search_locations=[r"{ROOT}"])
-module = importlib.util.module_from_spec(spec)
-sys.modules["comfy-harmovid"] = module
-spec.loader.exec_module(module)
+    script = load_pack_like_comfyui(ROOT) + """
 assert sys.modules["nodes"].__name__ == "nodes" and not hasattr(sys.modules["nodes"], "NODE_CLASS_MAPPINGS")
 print(len(module.NODE_CLASS_MAPPINGS), sorted(module.NODE_DISPLAY_NAME_MAPPINGS.values()))
 """
