@@ -201,20 +201,9 @@ class Deflicker:
     def __init__(self, strength: float = 1.0, *, settings: Optional[DeflickerSettings] = None,
                  look_ahead: bool = False):
         self.strength = check_strength(strength)
-        self.settings = settings = settings or DeflickerSettings()
-        self.temporal_weight = settings.temporal_weight
-        self.anchor_frames = settings.anchor_frames
-        self.light_tolerance = settings.light_tolerance
-        self.work_size = settings.work_size
-        self.radius = settings.radius
-        self.regularization = settings.regularization
-        self.flow_preset = settings.flow_preset
-        self.cut_visible_fraction = settings.cut_visible_fraction
-        self.detail_tolerance = settings.detail_tolerance
-        self.min_alpha = settings.min_alpha
-        self.motion_size = settings.motion_size or (240 if look_ahead else 180)
+        self.settings = settings or DeflickerSettings()
+        self.motion_size = self.settings.motion_size or (240 if look_ahead else 180)
         self.look_ahead = look_ahead
-        self.followed_frames = settings.followed_frames
         self.reset()
 
     def reset(self) -> None:
@@ -229,7 +218,7 @@ class Deflicker:
         """``image`` at work resolution (short side ``work_size``, each work pixel the mean of the pixels
         it covers)."""
         height, width = image.shape[:2]
-        factor = min(height, width) / self.work_size
+        factor = min(height, width) / self.settings.work_size
         if factor <= 1.0:
             # A copy: the state outlives the chunk, whose buffer the caller may reuse for the next one.
             return image.copy()
@@ -342,13 +331,14 @@ class Deflicker:
         """``(region, colour map)``: the map that takes the frame toward ``target``, fitted over the region
         (work-resolution rows and columns) where it can change anything: with a mask, its support.
         ``count`` (per pixel) is how many frames the target holds."""
-        region = _mask_bounding_box(current.mask, margin=self.radius + 1) if masked else (slice(None), slice(None))
+        radius = self.settings.radius
+        region = _mask_bounding_box(current.mask, margin=radius + 1) if masked else (slice(None), slice(None))
         source, target, weight = self._layer_fit(current, target)
         weight = weight * self._holds_enough_frames(count)
         if not weight[region].size:
             return region, np.zeros((0, 0, 12), np.float32)
         return region, fit_local_colour_map(
-            source[region], target[region], weight[region], radius=self.radius, regularization=self.regularization
+            source[region], target[region], weight[region], radius=radius, regularization=self.settings.regularization
         )
 
     def _holds_enough_frames(self, count: np.ndarray) -> np.ndarray:
@@ -358,7 +348,7 @@ class Deflicker:
         the frame itself and a few frames linked only to each other, often wrongly: their flicker would
         be kept or pasted over. Enough is ``followed_frames``, or early in a shot, when no pixel can hold
         that many yet, half of what the best-followed pixel holds."""
-        enough = min(self.followed_frames, 0.5 * float(count.max()))
+        enough = min(self.settings.followed_frames, 0.5 * float(count.max()))
         return (count > enough).astype(np.float32)
 
     def _running_mean_step(self, current: _WorkFrame, history):
@@ -372,10 +362,10 @@ class Deflicker:
         """
         processed = current.processed
         if history is None:
-            return processed, np.full(processed.shape[:2], 1.0 + self.anchor_frames, np.float32)
+            return processed, np.full(processed.shape[:2], 1.0 + self.settings.anchor_frames, np.float32)
         mean, previous_count, flow, trust = history
         flow, trust = _resize_flow(flow, processed.shape[:2]), _resize(trust, processed.shape[:2])
-        longest = 1.0 / (1.0 - self.temporal_weight)
+        longest = 1.0 / (1.0 - self.settings.temporal_weight)
         count = 1.0 + trust * np.minimum(warp(previous_count, flow).numpy(), longest - 1.0)
         share = ((count - 1.0) / count)[..., None]
         return (processed + share * (warp(mean, flow).numpy() - processed)).astype(np.float32), count
@@ -389,7 +379,7 @@ class Deflicker:
         """
         if current.background is None:
             return current.processed, target, current.mask
-        alpha = np.maximum(current.mask, self.min_alpha)[..., None]
+        alpha = np.maximum(current.mask, self.settings.min_alpha)[..., None]
         layer = current.background + (current.processed - current.background) / alpha
         return layer, layer + (target - current.processed) / alpha, current.mask * current.mask
 
@@ -400,10 +390,10 @@ class Deflicker:
         followed on the other, at motion resolution: ``(flow current->previous, trust on current, flow
         previous->current, trust on previous)``, the last two None without look-ahead."""
         here, there = current.motion, previous.motion
-        flow_back = dis_flow(here.guide, there.guide, preset=self.flow_preset)
-        flow_forward = dis_flow(there.guide, here.guide, preset=self.flow_preset)
+        flow_back = dis_flow(here.guide, there.guide, preset=self.settings.flow_preset)
+        flow_forward = dis_flow(there.guide, here.guide, preset=self.settings.flow_preset)
         visible = occlusion_mask(flow_back, flow_forward, motion_boundaries=False).numpy()
-        if visible.mean() < self.cut_visible_fraction:
+        if visible.mean() < self.settings.cut_visible_fraction:
             return None
         flow_back = flow_back.numpy()
         to_previous = (flow_back, self._trust(visible, flow_back, here, there))
@@ -418,11 +408,11 @@ class Deflicker:
         # Where the flow is consistent but wrong (fast, thin motion), the warped detail does not match:
         # compare the guide's high frequencies, which brightness flicker leaves alone.
         mismatch = warp(there.detail, flow).numpy() - here.detail
-        trust = visible * np.exp(-(mismatch / self.detail_tolerance) ** 2)
+        trust = visible * np.exp(-(mismatch / self.settings.detail_tolerance) ** 2)
         if here.light is not None:
             # The unprocessed video's own light changed here: the processed frame's change is intended.
             light_change = warp(there.light, flow).numpy() - here.light
-            trust *= np.exp(-(light_change / self.light_tolerance) ** 2)
+            trust *= np.exp(-(light_change / self.settings.light_tolerance) ** 2)
         # Soften the occlusion edges so the correction does not step at them.
         trust = cv2.GaussianBlur(trust, (0, 0), 1.0)
         foreground_both = here.mask * warp(there.mask, flow).numpy()
@@ -467,7 +457,7 @@ class Deflicker:
             # share, (processed - background) + alpha * background; toward alpha 0 it fades to 0 so
             # that nothing outside the mask changes even where the processed frame is not the background.
             unprocessed[...] = background.transpose(2, 0, 1)
-            cv2.multiply(alpha, 1.0 / self.min_alpha, dst=inside)
+            cv2.multiply(alpha, 1.0 / self.settings.min_alpha, dst=inside)
             cv2.min(inside, 1.0, dst=inside)
             for channel in range(3):
                 cv2.subtract(layer[channel], unprocessed[channel], dst=layer[channel])
