@@ -13,7 +13,7 @@ LAYERS = [
     ("foundation", {"__init__", "errors", "validate", "progress", "atomic", "locations", "filters", "color",
                     "flow", "frame_rate", "io", "demo_media", "footage", "contact_sheet"}, False),
     ("engine", {"segment", "alpha", "composite", "harmoim", "deflicker", "pipeline", "model",
-                "sampling"}, False),
+                "sampling", "relight"}, False),
     ("evaluation", {"evaluation"}, False),
     ("tools", {"bench", "train", "batch"}, True),
     ("command line", {"cli", "__main__"}, False),
