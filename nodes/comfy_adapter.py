@@ -26,7 +26,12 @@ IN_COMFYUI = _folder_paths is not None
 MODEL_EXTENSIONS = {".safetensors"}
 
 # Model folder names under ComfyUI's models/ directory that this pack uses.
-MODEL_KINDS = ("harmovid", "harmovid_vae", "sam2", "harmoim")
+MODEL_KINDS = ("harmovid", "harmovid_vae", "sam2", "harmoim", "iclight")
+# Kinds also searched in ComfyUI's own folders of another kind: IC-Light packs keep its files in models/unet
+# (ComfyUI's diffusion_models), so files already there are found too.
+ALSO_IN = {"iclight": ("diffusion_models",)}
+# ComfyUI's folder of Stable Diffusion single-file checkpoints (SD1.5 for IC-Light).
+CHECKPOINTS = "checkpoints"
 
 
 def register_model_folders() -> None:
@@ -35,6 +40,9 @@ def register_model_folders() -> None:
         return
     for kind in MODEL_KINDS:
         paths = [os.path.join(_folder_paths.models_dir, kind)]
+        for other in ALSO_IN.get(kind, ()):
+            if other in _folder_paths.folder_names_and_paths:
+                paths += list(_folder_paths.get_folder_paths(other))
         if kind in _folder_paths.folder_names_and_paths:
             known, extensions = _folder_paths.folder_names_and_paths[kind]
             extensions = set(extensions) | MODEL_EXTENSIONS
@@ -77,6 +85,18 @@ def where_models_go(kind: str) -> str:
         return f"Put it in one of: {searched}, then refresh ComfyUI."
     return (f"Searched: {searched or 'no folder'}. Put it in $HARMOVID_MODELS_DIR/{kind}/ (set that variable), "
             f"or in ComfyUI/models/{kind}/ when running inside ComfyUI.")
+
+
+def clip_tokenizer_folder():
+    """ComfyUI's copy of SD1's CLIP tokenizer (``comfy/sd1_tokenizer``), or None outside ComfyUI."""
+    if not IN_COMFYUI:
+        return None
+    try:
+        import comfy.sd1_clip as _sd1_clip
+    except ImportError:
+        return None
+    folder = Path(_sd1_clip.__file__).resolve().parent / "sd1_tokenizer"
+    return folder if (folder / "vocab.json").is_file() else None
 
 
 def torch_device() -> torch.device:

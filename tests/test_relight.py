@@ -305,3 +305,45 @@ def test_progress_counts_every_step_of_every_chunk(tiny_models):
     assert calls[-1] == (6, 6), f"2 chunks x 3 steps, got {calls[-1]}"
     assert len(calls) >= 6, "every denoising step must report (and so be cancellable)"
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
+# -- the nodes -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch, tiny_files):
+    """A models folder with the tiny files where a user puts the real ones; the tokenizer from the variable."""
+    monkeypatch.setenv("HARMOVID_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("HARMOVID_CLIP_TOKENIZER", str(tiny_files["tokenizer"]))
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "iclight").mkdir()
+    (tmp_path / "checkpoints" / "tiny-sd15.safetensors").symlink_to(tiny_files["checkpoint"])
+    (tmp_path / "iclight" / "tiny-iclight-fbc.safetensors").symlink_to(tiny_files["iclight"])
+    return tmp_path
+
+
+def test_nodes_relight_a_clip_and_tick_progress(models_dir, monkeypatch):
+    from nodes import comfy_adapter
+    from nodes.relight import HarmoVidICLightLoader, HarmoVidICLightRelight
+
+    required = HarmoVidICLightLoader.INPUT_TYPES()["required"]
+    assert required["checkpoint"][0] == ["tiny-sd15.safetensors"] and required["iclight"][0] == ["tiny-iclight-fbc.safetensors"]
+    (models,) = HarmoVidICLightLoader().load("tiny-sd15.safetensors", "tiny-iclight-fbc.safetensors", dtype="fp32")
+    composite, alpha, background = make_portrait_clip(frames=3, height=48, width=64)
+    bars = []
+    real_progress = comfy_adapter.progress
+    monkeypatch.setattr(comfy_adapter, "progress", lambda total=1: bars.append(real_progress(total)) or bars[-1])
+    (relit,) = HarmoVidICLightRelight().relight(models, composite, alpha, background, steps=2, denoise=1.0, cfg=2.0,
+                                                chunk_frames=2, resolution=64)
+    assert relit.shape == composite.shape and torch.isfinite(relit).all()
+    assert torch.equal(relit[alpha == 0], background[alpha == 0])
+    assert bars[-1].last == (4, 4), f"2 chunks x 2 steps must tick to 4/4: {bars[-1].last}"
+
+
+def test_loader_without_files_says_which_files_go_where(tmp_path, monkeypatch):
+    from nodes.relight import HarmoVidICLightLoader
+
+    monkeypatch.setenv("HARMOVID_MODELS_DIR", str(tmp_path))
+    choices = HarmoVidICLightLoader.INPUT_TYPES()["required"]
+    with pytest.raises(HarmoVidError, match=r"models/checkpoints.*iclight_sd15_fbc.safetensors"):
+        HarmoVidICLightLoader().load(choices["checkpoint"][0][0], choices["iclight"][0][0])

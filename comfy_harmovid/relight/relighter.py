@@ -205,9 +205,9 @@ class ICLightRelighter:
 
     def process(self, composite, alpha, background, *, out: Optional[torch.Tensor] = None,
                 progress: ProgressCallback = None) -> torch.Tensor:
-        composite = check_frames(composite, "composite")
-        background = check_frames(background, "background")
-        alpha = check_mask(alpha, "alpha")
+        composite = check_frames(composite, "composite").cpu()
+        background = check_frames(background, "background").cpu()
+        alpha = check_mask(alpha, "alpha").cpu()
         check_same_size(composite, background, "composite", "background")
         check_same_size(composite, alpha, "composite", "alpha")
         check_same_length(composite, background, "composite", "background")

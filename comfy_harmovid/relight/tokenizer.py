@@ -1,14 +1,15 @@
 """SD1.5's CLIP tokenizer from files already on the machine; nothing is downloaded.
 
-Accepted, in this order when no path is given: a folder with ``vocab.json`` and ``merges.txt`` (ComfyUI
-ships SD1's in ``comfy/sd1_tokenizer``; a diffusers SD1.5 folder has one in ``tokenizer/``), or CLIP's
-original BPE file ``bpe_simple_vocab_16e6.txt.gz`` (shipped by ``open-clip-torch``), from which the same
-vocabulary is rebuilt the way OpenAI's CLIP builds it.
+Accepted: a folder with ``vocab.json`` and ``merges.txt`` (ComfyUI ships SD1's in ``comfy/sd1_tokenizer``;
+a diffusers SD1.5 folder has one in ``tokenizer/``), or CLIP's original BPE file ``bpe_simple_vocab_16e6.txt.gz`` (shipped by ``open-clip-torch``), from which the same
+vocabulary is rebuilt the way OpenAI's CLIP builds it. Without a path: ``$HARMOVID_CLIP_TOKENIZER``,
+then open-clip-torch's file when that package is installed.
 """
 
 import gzip
 import importlib.util
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
@@ -16,14 +17,16 @@ from typing import List, Optional, Tuple, Union
 from ..errors import HarmoVidError
 
 START, END = "<|startoftext|>", "<|endoftext|>"
+TOKENIZER_VARIABLE = "HARMOVID_CLIP_TOKENIZER"
 OPEN_CLIP_BPE = "bpe_simple_vocab_16e6.txt.gz"
 # CLIP uses the first 49152 - 256 - 2 merges of its BPE file.
 CLIP_MERGES = 49152 - 256 - 2
 MAX_TOKENS = 77  # CLIP's context length: SD1.5 always encodes 77 tokens
 
 WHERE_TO_GET_IT = (
-    "Give the folder with SD1.5's CLIP tokenizer (vocab.json + merges.txt), e.g. ComfyUI's comfy/sd1_tokenizer or "
-    "the tokenizer/ folder of a diffusers SD1.5 model, or install open-clip-torch, which ships CLIP's BPE file."
+    "Give (with --tokenizer, or in $HARMOVID_CLIP_TOKENIZER) the folder with SD1.5's CLIP tokenizer "
+    "(vocab.json + merges.txt), e.g. ComfyUI's comfy/sd1_tokenizer or the tokenizer/ folder of a diffusers SD1.5 "
+    "model, or install open-clip-torch, which ships CLIP's BPE file."
 )
 
 
@@ -82,8 +85,10 @@ def open_clip_bpe() -> Optional[Path]:
 
 
 def find_clip_tokenizer(path: Optional[Union[str, Path]] = None) -> Path:
-    """``path`` if given, else open-clip-torch's BPE file; a clear error when there is none."""
-    if path is not None:
+    """``path`` if given, else ``$HARMOVID_CLIP_TOKENIZER``, else open-clip-torch's BPE file; a clear error
+    when there is none."""
+    path = path or os.environ.get(TOKENIZER_VARIABLE)
+    if path:
         return Path(path).expanduser()
     found = open_clip_bpe()
     if found is None:
