@@ -22,9 +22,11 @@ from .errors import HarmoVidError
 from .harmoim import METHODS as HARMONIZE_METHODS, make_harmonizer
 from .io import VideoWriter, iter_frame_arrays, probe_video, stack_frames
 from .progress import ProgressCallback, report
+from .relight import ICLightRelighter, RelightSettings, load_iclight
 from .segment import PortraitSegmenter
 
 AUDIO_SOURCES = ("foreground", "background", "none")
+RELIGHT_METHODS = ("none", "ic-light")
 # Pixels per chunk when chunk_frames is None: 16 frames of 720p, 7 of 1080p. Working memory is a few
 # float32 copies of a chunk, so this keeps 1080p well under 3 GiB.
 CHUNK_PIXELS = 16 * 1280 * 720
@@ -58,6 +60,13 @@ class HarmonizeSettings:
     harmonize_strength: float = 1.0
     harmoim_weights: Optional[str] = None  # learned HarmoIm weights file (None: the default weights)
     deflicker_strength: float = 1.0
+    # Relighting: "ic-light" relights the person toward the background with SD1.5 (sd15: a single-file
+    # checkpoint) + IC-Light fbc (iclight: its offset file) in place of HarmoIm; tokenizer: CLIP's BPE files.
+    relight: str = "none"
+    sd15: Optional[str] = None
+    iclight: Optional[str] = None
+    tokenizer: Optional[str] = None
+    relight_settings: RelightSettings = field(default_factory=RelightSettings)
     # Frames processed at once; None picks them from CHUNK_PIXELS, so memory is the same at any resolution.
     chunk_frames: Optional[int] = None
 
@@ -142,8 +151,25 @@ def _check_settings(settings: HarmonizeSettings, audio: str) -> None:
         raise HarmoVidError(f"harmonize_method must be one of {', '.join(choices)}, got {settings.harmonize_method!r}.")
     if audio not in AUDIO_SOURCES:
         raise HarmoVidError(f"audio must be one of {', '.join(AUDIO_SOURCES)}, got {audio!r}.")
+    if settings.relight not in RELIGHT_METHODS:
+        raise HarmoVidError(f"relight must be one of {', '.join(RELIGHT_METHODS)}, got {settings.relight!r}.")
+    if settings.relight == "ic-light" and not (settings.sd15 and settings.iclight):
+        raise HarmoVidError(
+            "IC-Light relighting needs two files: an SD1.5 single-file checkpoint (--sd15, e.g. "
+            "v1-5-pruned-emaonly.safetensors) and iclight_sd15_fbc.safetensors (--iclight)."
+        )
+    if settings.relight == "ic-light":
+        settings.relight_settings.check()
     if settings.chunk_frames is not None and settings.chunk_frames < 1:
         raise HarmoVidError(f"chunk_frames must be at least 1 (or None: from the frame size), got {settings.chunk_frames}.")
+
+
+def _ic_light_relighter(settings: HarmonizeSettings) -> ICLightRelighter:
+    """The IC-Light relighter on the GPU in fp16 when there is one, else on the CPU in fp32."""
+    gpu = torch.cuda.is_available()
+    models = load_iclight(settings.sd15, settings.iclight, tokenizer=settings.tokenizer,
+                          dtype="fp16" if gpu else "fp32", device="cuda" if gpu else "cpu")
+    return ICLightRelighter(models, settings.relight_settings)
 
 
 def harmonize_video(
@@ -207,7 +233,9 @@ def harmonize_video(
     if not placement.visible:
         raise HarmoVidError("The foreground is placed entirely outside the background; bring x/y back toward 0.")
     harmonizer = None
-    if settings.harmonize_method != "none":
+    if settings.relight == "ic-light":
+        harmonizer = _ic_light_relighter(settings)
+    elif settings.harmonize_method != "none":
         harmonizer = make_harmonizer(settings.harmonize_method, settings.harmonize_strength,
                                      weights=settings.harmoim_weights)
     deflicker = Deflicker(settings.deflicker_strength) if settings.deflicker_strength > 0 else None

@@ -347,3 +347,33 @@ def test_loader_without_files_says_which_files_go_where(tmp_path, monkeypatch):
     choices = HarmoVidICLightLoader.INPUT_TYPES()["required"]
     with pytest.raises(HarmoVidError, match=r"models/checkpoints.*iclight_sd15_fbc.safetensors"):
         HarmoVidICLightLoader().load(choices["checkpoint"][0][0], choices["iclight"][0][0])
+
+
+# -- the command ---------------------------------------------------------------------------------------
+
+
+def test_harmonize_command_relights_with_ic_light(tiny_files, tmp_path):
+    from comfy_harmovid import io
+    from comfy_harmovid.cli import main as harmovid
+
+    frames, mask, _ = make_portrait_clip(frames=5, height=48, width=64, seed=1)
+    foreground = io.write_video(tmp_path / "fg.mkv", frames, 24)
+    mask_file = io.write_video(tmp_path / "mask.mkv", mask, 24)
+    background = io.write_video(tmp_path / "bg.mkv", make_portrait_clip(frames=5, height=48, width=64, seed=2)[2], 24)
+    common = ["harmonize", "--fg", str(foreground), "--bg", str(background), "--mask", str(mask_file),
+              "--relight", "ic-light", "--sd15", str(tiny_files["checkpoint"]), "--iclight", str(tiny_files["iclight"]),
+              "--tokenizer", str(tiny_files["tokenizer"]), "--relight-steps", "2", "--relight-resolution", "64",
+              "--relight-chunk-frames", "3"]
+    assert harmovid(common + ["-o", str(tmp_path / "relit.mkv")]) == 0
+    assert io.probe_video(tmp_path / "relit.mkv").frame_count == 5
+    plain = common[: common.index("--relight")] + ["-o", str(tmp_path / "plain.mkv"), "--harmonize-method", "none"]
+    assert harmovid(plain) == 0
+    change = (io.read_video(tmp_path / "relit.mkv").frames - io.read_video(tmp_path / "plain.mkv").frames).abs()
+    assert change.mean() > 1e-3, "--relight ic-light must change the light"
+
+
+def test_harmonize_command_without_the_files_says_which_are_needed(tmp_path, capsys):
+    from comfy_harmovid.cli import main as harmovid
+
+    code = harmovid(["harmonize", "--fg", "a.mp4", "--bg", "b.mp4", "-o", str(tmp_path / "x.mp4"), "--relight", "ic-light"])
+    assert code == 2 and "--sd15" in capsys.readouterr().err

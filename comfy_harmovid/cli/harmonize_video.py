@@ -7,7 +7,8 @@ from pathlib import Path
 from ..composite import ANCHORS, LENGTH_POLICIES
 from ..errors import HarmoVidError
 from ..harmoim import METHODS as HARMONIZE_METHODS
-from ..pipeline import AUDIO_SOURCES, HarmonizeSettings, harmonize_video
+from ..pipeline import AUDIO_SOURCES, RELIGHT_METHODS, HarmonizeSettings, harmonize_video
+from ..relight import RelightSettings
 from ..demo_media import sample_path
 from ..progress import progress_bar
 from .common import add_output_arguments
@@ -34,7 +35,40 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--harmoim-weights", default=None, help="learned HarmoIm weights file (default: the shipped ones)")
     group.add_argument("--harmonize-strength", type=float, default=defaults.harmonize_strength, help="0..1")
     group.add_argument("--deflicker-strength", type=float, default=defaults.deflicker_strength, help="0..1; 0 skips the deflicker")
+    _add_relight_options(parser)
     group.add_argument("--chunk-frames", type=int, default=defaults.chunk_frames, help="frames processed at once (default: from the frame size, about 16 at 720p and 7 at 1080p)")
+
+
+RELIGHT_HELP = {
+    "prompt": "what the relit frames show; light words steer the light",
+    "negative_prompt": "what to avoid (with guidance above 1)",
+    "seed": "noise seed (the same noise for every frame)",
+    "steps": "denoising steps of the full schedule",
+    "denoise": "0..1: how much is redrawn (1 = from noise)",
+    "guidance": "classifier-free guidance scale; 1 turns it off",
+    "consistency": "0..1: how strongly frames share one light (Consistent Light Attention)",
+    "chunk_frames": "frames denoised together; memory grows with this, not the clip",
+    "history_frames": "how many frames earlier chunks count for in the running light (default: chunk frames)",
+    "resolution": "working short side in pixels",
+    "light_smoothing": "Gaussian sigma of the light change, working pixels",
+}
+
+
+def _add_relight_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("relighting (IC-Light: SD1.5 + iclight_sd15_fbc, in place of HarmoIm)")
+    group.add_argument("--relight", choices=RELIGHT_METHODS, default="none",
+                       help="ic-light: relight the person toward the background (shadows, light direction)")
+    group.add_argument("--sd15", default=None, help="SD1.5 single-file checkpoint (.safetensors)")
+    group.add_argument("--iclight", default=None, help="iclight_sd15_fbc.safetensors (the IC-Light offset file)")
+    group.add_argument("--tokenizer", default=None,
+                       help="CLIP tokenizer: a folder with vocab.json + merges.txt (e.g. ComfyUI's comfy/sd1_tokenizer) "
+                       "or bpe_simple_vocab_16e6.txt.gz (default: $HARMOVID_CLIP_TOKENIZER, then open-clip-torch's)")
+    for item in fields(RelightSettings):
+        default = item.default
+        kind = int if item.name == "history_frames" else type(default)
+        group.add_argument(f"--relight-{item.name.replace('_', '-')}", dest=f"relight_{item.name}", type=kind,
+                           default=default,
+                           help=RELIGHT_HELP[item.name] + (f" (default {default})" if default is not None else ""))
 
 
 def _add_output_options(parser: argparse.ArgumentParser, default_output=None) -> None:
@@ -46,7 +80,9 @@ def _add_output_options(parser: argparse.ArgumentParser, default_output=None) ->
 
 
 def _settings(args) -> HarmonizeSettings:
-    return HarmonizeSettings(**{f.name: getattr(args, f.name) for f in fields(HarmonizeSettings)})
+    relight = RelightSettings(**{f.name: getattr(args, f"relight_{f.name}") for f in fields(RelightSettings)})
+    values = {f.name: getattr(args, f.name) for f in fields(HarmonizeSettings) if f.name != "relight_settings"}
+    return HarmonizeSettings(**values, relight_settings=relight)
 
 
 def _run(args, foreground, background) -> int:
