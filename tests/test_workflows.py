@@ -276,6 +276,27 @@ def test_diffusion_graph_runs_in_process_with_tiny_checkpoints(small_clips, tmp_
     assert read_video(stand_ins.saved[0]).frames.shape == composite.shape
 
 
+def test_ic_light_graph_runs_in_process_with_tiny_files(small_clips, tmp_path, monkeypatch):
+    from relight_tiny import write_tiny_iclight, write_tiny_sd15, write_tiny_tokenizer
+
+    models = tmp_path / "models"
+    for kind in ("checkpoints", "iclight"):
+        (models / kind).mkdir(parents=True)
+    monkeypatch.setenv("HARMOVID_MODELS_DIR", str(models))
+    monkeypatch.setenv("HARMOVID_CLIP_TOKENIZER", str(write_tiny_tokenizer(tmp_path / "tokenizer")))
+    unet, _, _ = write_tiny_sd15(models / "checkpoints" / "tiny-sd15.safetensors")
+    write_tiny_iclight(models / "iclight" / "tiny-iclight-fbc.safetensors", unet)
+    graph = apply_assignments(api_file("harmovid_ic_light"), [
+        Assignment("8", "checkpoint", "tiny-sd15.safetensors"), Assignment("8", "iclight", "tiny-iclight-fbc.safetensors"),
+        Assignment("8", "dtype", "fp32"), Assignment("9", "steps", 2), Assignment("9", "resolution", 64),
+    ])
+    stand_ins = StandIns(small_clips, tmp_path / "output")
+    results = run_api_graph(graph, stand_ins)
+    composite, relit = results["7"][0], results["9"][0]
+    assert relit.shape == composite.shape and torch.isfinite(relit).all()
+    assert read_video(stand_ins.saved[0]).frames.shape == composite.shape
+
+
 # ---- against a running ComfyUI (skipped unless HARMOVID_COMFYUI_URL is set) ----------------------------
 
 COMFYUI_URL = os.environ.get("HARMOVID_COMFYUI_URL")

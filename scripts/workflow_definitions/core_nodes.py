@@ -52,4 +52,5 @@ CORE_NODES: Dict[str, Dict[str, Any]] = {
 
 
 # Combo inputs whose choices are files on the server (input folder, model folders): any name is valid here.
-FILE_COMBOS = {("LoadVideo", "file"), ("HarmoVidLoader", "transformer"), ("HarmoVidLoader", "vae"), ("HarmoVidSAM2Mask", "model")}
+FILE_COMBOS = {("LoadVideo", "file"), ("HarmoVidLoader", "transformer"), ("HarmoVidLoader", "vae"), ("HarmoVidSAM2Mask", "model"),
+               ("HarmoVidICLightLoader", "checkpoint"), ("HarmoVidICLightLoader", "iclight")}

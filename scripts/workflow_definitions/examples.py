@@ -1,4 +1,4 @@
-"""The four example workflows this pack ships in workflows/ (UI format) and workflows/api/ (API format)."""
+"""The five example workflows this pack ships in workflows/ (UI format) and workflows/api/ (API format)."""
 
 import re
 from pathlib import Path
@@ -96,6 +96,31 @@ saved to output/harmovid/.
     ])
 
 
+def ic_light_relighting() -> WorkflowSpec:
+    return WorkflowSpec("harmovid_ic_light", [
+        *_portrait_front(),
+        NodeSpec(8, "HarmoVidICLightLoader", (1440, 420), {
+            "checkpoint": "v1-5-pruned-emaonly.safetensors", "iclight": "iclight_sd15_fbc.safetensors"}),
+        NodeSpec(9, "HarmoVidICLightRelight", (1800, 0), links={
+            "iclight": (8, 0), "composite": (7, 0), "alpha": (7, 1), "background": (7, 2)}),
+        NodeSpec(10, "HarmoVidLightingDeflicker", (2160, 0), links={"frames": (9, 0), "reference": (7, 0), "mask": (7, 1)}),
+        *_video_out(11, 2520, images=(10, 0), fps=(4, 2), prefix="harmovid/ic_light", audio=(2, 1)),
+        _note(13, (0, 900), """
+IC-Light relighting: shadows, light direction and intensity from the background, with weights many
+users already have.
+
+Files: a Stable Diffusion 1.5 single-file checkpoint (e.g. v1-5-pruned-emaonly.safetensors or an SD1.5
+fine-tune) in models/checkpoints, and iclight_sd15_fbc.safetensors (lllyasviel/ic-light; the
+background-conditioned model, not fc) in models/iclight or models/unet. Pick them in IC-Light Loader.
+
+IC-Light Relight relights each frame toward the background; Consistent Light Attention makes the frames
+of a chunk share one light, carried from chunk to chunk. Only the smooth light change is added to the
+composite, so the person keeps its detail, and the background is never changed. Lighting Deflicker
+(reference = the composite) removes what is left of the flicker. Saved to output/harmovid/.
+"""),
+    ])
+
+
 def deflicker_only() -> WorkflowSpec:
     return WorkflowSpec("harmovid_deflicker", [
         *_video_in(1, 0, "Load Video (flickering: processed frame by frame)", "flickering.mp4"),
@@ -133,7 +158,7 @@ model to mask without weights. The mask video (white = person) is saved to outpu
     ])
 
 
-WORKFLOWS = (builtin_harmonization, diffusion_harmonization, deflicker_only, sam2_point_prompts)
+WORKFLOWS = (builtin_harmonization, diffusion_harmonization, ic_light_relighting, deflicker_only, sam2_point_prompts)
 
 
 def generate(schemas: Schemas) -> Dict[str, Tuple[Dict[str, Any], Dict[str, Any]]]:
