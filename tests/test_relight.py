@@ -4,6 +4,11 @@ No real weights here: tiny random models of the same architecture, written in th
 (tests/relight_tiny.py)."""
 
 import copy
+import json
+import os
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -377,3 +382,51 @@ def test_harmonize_command_without_the_files_says_which_are_needed(tmp_path, cap
 
     code = harmovid(["harmonize", "--fg", "a.mp4", "--bg", "b.mp4", "-o", str(tmp_path / "x.mp4"), "--relight", "ic-light"])
     assert code == 2 and "--sd15" in capsys.readouterr().err
+
+
+# -- in a real ComfyUI (skipped unless HARMOVID_COMFYUI_URL and HARMOVID_COMFYUI_MODELS are set) ----------
+
+COMFYUI_URL = os.environ.get("HARMOVID_COMFYUI_URL")
+COMFYUI_MODELS = os.environ.get("HARMOVID_COMFYUI_MODELS")  # that server's models/ folder, to put the tiny files in
+
+
+@pytest.mark.skipif(not (COMFYUI_URL and COMFYUI_MODELS),
+                    reason="set HARMOVID_COMFYUI_URL to a running ComfyUI with this pack and HARMOVID_COMFYUI_MODELS "
+                    "to its models folder")
+def test_nodes_run_in_a_real_comfyui_with_the_tiny_files_in_its_model_folders(tmp_path):
+    models = Path(COMFYUI_MODELS)
+    for kind in ("checkpoints", "iclight"):
+        (models / kind).mkdir(parents=True, exist_ok=True)
+    unet, _, _ = write_tiny_sd15(models / "checkpoints" / "harmovid-tiny-sd15.safetensors")
+    write_tiny_iclight(models / "iclight" / "harmovid-tiny-iclight-fbc.safetensors", unet)
+    url = COMFYUI_URL.rstrip("/")
+    # The tokenizer is ComfyUI's own comfy/sd1_tokenizer; the clip: solid images and a half-transparent alpha.
+    prompt = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 3, "color": 0x8040C0}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 3, "color": 0x204060}},
+        "3": {"class_type": "ImageToMask", "inputs": {"image": ["1", 0], "channel": "red"}},
+        "4": {"class_type": "HarmoVidICLightLoader", "inputs": {
+            "checkpoint": "harmovid-tiny-sd15.safetensors", "iclight": "harmovid-tiny-iclight-fbc.safetensors",
+            "dtype": "fp32"}},
+        "5": {"class_type": "HarmoVidICLightRelight", "inputs": {
+            "iclight": ["4", 0], "composite": ["1", 0], "alpha": ["3", 0], "background": ["2", 0],
+            "prompt": "a person in warm light", "negative_prompt": "worst quality", "seed": 1, "steps": 2,
+            "denoise": 1.0, "cfg": 2.0, "consistency": 0.7, "chunk_frames": 2, "resolution": 64,
+            "light_smoothing": 4.0}},
+        "6": {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}},
+    }
+    request = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": prompt}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        prompt_id = json.load(response)["prompt_id"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/history/{prompt_id}", timeout=30) as response:
+            history = json.load(response).get(prompt_id)
+        if history and history.get("status", {}).get("completed") is not None:
+            break
+        time.sleep(1)
+    assert history, "the prompt did not finish within 5 minutes"
+    status = history["status"]
+    assert status["status_str"] == "success", f"ComfyUI reported: {status.get('messages')}"
+    assert len(history["outputs"]["6"]["images"]) == 3, "one relit image per frame"
