@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from comfy_harmovid.relight.loading import sd15_config
+from comfy_harmovid.relight.loading import sd15_configs
 from comfy_harmovid.relight.tokenizer import END, START, _byte_characters
 
 UNET_WIDTH = 32  # SD1.5: 320
@@ -29,13 +29,8 @@ TEXT_VOCABULARY = 49408  # SD1.5's, so ComfyUI's real tokenizer works with the t
 
 
 def tiny_configs() -> dict:
-    unet, vae, text = sd15_config("unet"), sd15_config("vae"), sd15_config("text_encoder")
-    unet["block_out_channels"] = [UNET_WIDTH * w // 320 for w in unet["block_out_channels"]]
-    unet["cross_attention_dim"] = TEXT_WIDTH
-    vae["block_out_channels"] = [VAE_WIDTH * w // 128 for w in vae["block_out_channels"]]
-    text.update(hidden_size=TEXT_WIDTH, projection_dim=TEXT_WIDTH, intermediate_size=2 * TEXT_WIDTH,
-                num_hidden_layers=2, num_attention_heads=1, vocab_size=TEXT_VOCABULARY)
-    return {"unet": unet, "vae": vae, "text_encoder": text}
+    return sd15_configs(unet_width=UNET_WIDTH, vae_width=VAE_WIDTH, text_width=TEXT_WIDTH, text_layers=2,
+                        text_mlp=2 * TEXT_WIDTH, vocabulary=TEXT_VOCABULARY)
 
 
 # -- diffusers -> LDM key names ---------------------------------------------------------------------------

@@ -430,3 +430,23 @@ def test_nodes_run_in_a_real_comfyui_with_the_tiny_files_in_its_model_folders(tm
     status = history["status"]
     assert status["status_str"] == "success", f"ComfyUI reported: {status.get('messages')}"
     assert len(history["outputs"]["6"]["images"]) == 3, "one relit image per frame"
+
+
+# -- the benchmark -------------------------------------------------------------------------------------
+
+
+def test_running_light_size_in_the_benchmark_is_what_the_relighter_keeps(tiny_models):
+    from comfy_harmovid.bench.relight import running_light_bytes
+
+    composite, alpha, background = make_portrait_clip(frames=2, height=64, width=64)
+    relighter = ICLightRelighter(fresh(tiny_models), _settings())
+    relighter.process(composite, alpha, background)
+    kept = sum(t.numel() * t.element_size() for key, value, _ in relighter.memory._means.values() for t in (key, value))
+    assert kept == running_light_bytes(tiny_models.unet.config, 64 // 8, 3, bytes_per_value=4)
+
+
+def test_benchmark_streams_a_clip_through_random_models():
+    from comfy_harmovid.bench.relight import measure
+
+    row = measure(dict(height=64, width=80, unet_width=32, chunk_frames=2, steps=1, threads=1, frames=3))
+    assert row["seconds_per_frame"] > 0 and row["peak_rss_mib"] >= row["models_rss_mib"] > 0

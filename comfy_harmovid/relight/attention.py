@@ -10,7 +10,7 @@ the two halves are averaged separately. Clips longer than a chunk carry a runnin
 chunk (``LightMemory``), one per layer and denoising step: a chunk's frames see its own mean blended
 with the light of the chunks before it, which weighs as ``history_frames`` frames at most, so the light
 can still follow a slow change in the scene. The memory holds one frame's keys and values per layer and
-step, however long the clip.
+step, in host memory, however long the clip.
 """
 
 from typing import Dict, Optional, Tuple
@@ -58,11 +58,15 @@ class LightMemory:
         seen = frames
         if earlier is not None:
             earlier_key, earlier_value, earlier_frames = earlier
+            earlier_key = earlier_key.to(key.device, torch.float32)
+            earlier_value = earlier_value.to(key.device, torch.float32)
             weight = earlier_frames if self.history_frames is None else min(earlier_frames, self.history_frames)
             key_mean = (weight * earlier_key + frames * key_mean) / (weight + frames)
             value_mean = (weight * earlier_value + frames * value_mean) / (weight + frames)
             seen += earlier_frames
-        self._means[(layer, self.step)] = (key_mean, value_mean, seen)
+        # Kept in host memory in the model's precision: over all layers and steps it is most of a GiB at
+        # 512 pixels (`harmovid bench relight`), and each UNet call needs only its own layer's.
+        self._means[(layer, self.step)] = (key_mean.to("cpu", key.dtype), value_mean.to("cpu", key.dtype), seen)
 
         def spread(mean: torch.Tensor) -> torch.Tensor:
             return mean.to(key.dtype).expand(self.halves, frames, *key.shape[1:]).reshape(key.shape)

@@ -72,40 +72,54 @@ def _scaled_widths(widths, first: int) -> list:
     return [first * width // widths[0] for width in widths]
 
 
-def configs_for_checkpoint(shapes: Dict[str, tuple]) -> Dict[str, dict]:
-    """SD1.5's configs with the widths the checkpoint's tensors have (the same for a real SD1.5 file)."""
-    needed = (UNET_CONV_IN, UNET_CROSS_ATTENTION, VAE_CONV_IN, CLIP_TOKEN_EMBEDDING, CLIP_MLP)
-    missing = [key for key in needed if key not in shapes]
-    if missing:
-        raise HarmoVidError(
-            f"This is not a Stable Diffusion 1.5 single-file checkpoint (no {missing[0]}). IC-Light needs SD1.5: "
-            "give a .safetensors from ComfyUI's models/checkpoints such as v1-5-pruned-emaonly.safetensors or an "
-            "SD1.5 fine-tune (SD2, SDXL and diffusers folders are not SD1.5 single files)."
-        )
-    if shapes[UNET_CONV_IN][1] != LATENT_CHANNELS:
-        raise HarmoVidError(
-            f"The checkpoint's UNet takes {shapes[UNET_CONV_IN][1]} input channels, not {LATENT_CHANNELS}: it is an "
-            "inpainting or otherwise modified model. Give a plain SD1.5 checkpoint; IC-Light adds its own inputs."
-        )
+def sd15_configs(*, unet_width: int = 320, vae_width: int = 128, text_width: int = 768, text_layers: int = 12,
+                 text_mlp: Optional[int] = None, vocabulary: int = 49408) -> Dict[str, dict]:
+    """SD1.5's UNet, VAE and text encoder configs, at other widths when asked (SD1.5's are the defaults)."""
     unet, vae, text = sd15_config("unet"), sd15_config("vae"), sd15_config("text_encoder")
-    unet["block_out_channels"] = _scaled_widths(unet["block_out_channels"], shapes[UNET_CONV_IN][0])
-    unet["cross_attention_dim"] = shapes[UNET_CROSS_ATTENTION][1]
-    vae["block_out_channels"] = _scaled_widths(vae["block_out_channels"], shapes[VAE_CONV_IN][0])
-    vocabulary, hidden = shapes[CLIP_TOKEN_EMBEDDING]
-    layers = {key.split(".")[5] for key in shapes if key.startswith(CLIP_PREFIX + "text_model.encoder.layers.")}
+    unet["block_out_channels"] = _scaled_widths(unet["block_out_channels"], unet_width)
+    unet["cross_attention_dim"] = text_width
+    vae["block_out_channels"] = _scaled_widths(vae["block_out_channels"], vae_width)
     text.update(
         vocab_size=vocabulary,
-        hidden_size=hidden,
-        projection_dim=hidden,
-        intermediate_size=shapes[CLIP_MLP][0],
-        num_hidden_layers=len(layers),
-        num_attention_heads=max(1, hidden // CLIP_HEAD_WIDTH),
+        hidden_size=text_width,
+        projection_dim=text_width,
+        intermediate_size=text_mlp or 4 * text_width,
+        num_hidden_layers=text_layers,
+        num_attention_heads=max(1, text_width // CLIP_HEAD_WIDTH),
         # CLIP's vocabulary ends with its two special tokens.
         bos_token_id=vocabulary - 2,
         eos_token_id=vocabulary - 1,
         pad_token_id=vocabulary - 1,
     )
     return {"unet": unet, "vae": vae, "text_encoder": text}
+
+
+def configs_for_checkpoint(shapes: Dict[str, tuple]) -> Dict[str, dict]:
+    """SD1.5's configs with the widths the checkpoint's tensors have (the same for a real SD1.5 file)."""
+    needed = (UNET_CONV_IN, UNET_CROSS_ATTENTION, VAE_CONV_IN, CLIP_TOKEN_EMBEDDING, CLIP_MLP)
+    missing = [key for key in needed if key not in shapes]
+    vocabulary, hidden = shapes.get(CLIP_TOKEN_EMBEDDING, (0, 0))
+    if missing or shapes[UNET_CROSS_ATTENTION][1] != hidden:
+        problem = f"no {missing[0]}" if missing else "its UNet does not attend to its text encoder's width"
+        raise HarmoVidError(
+            f"This is not a Stable Diffusion 1.5 single-file checkpoint ({problem}). IC-Light needs SD1.5: give a "
+            ".safetensors from ComfyUI's models/checkpoints such as v1-5-pruned-emaonly.safetensors or an SD1.5 "
+            "fine-tune (SD2, SDXL and diffusers folders are not SD1.5 single files)."
+        )
+    if shapes[UNET_CONV_IN][1] != LATENT_CHANNELS:
+        raise HarmoVidError(
+            f"The checkpoint's UNet takes {shapes[UNET_CONV_IN][1]} input channels, not {LATENT_CHANNELS}: it is an "
+            "inpainting or otherwise modified model. Give a plain SD1.5 checkpoint; IC-Light adds its own inputs."
+        )
+    layers = {key.split(".")[5] for key in shapes if key.startswith(CLIP_PREFIX + "text_model.encoder.layers.")}
+    return sd15_configs(
+        unet_width=shapes[UNET_CONV_IN][0],
+        vae_width=shapes[VAE_CONV_IN][0],
+        text_width=hidden,
+        text_layers=len(layers),
+        text_mlp=shapes[CLIP_MLP][0],
+        vocabulary=vocabulary,
+    )
 
 
 def _converted(convert, name: str, path: Path, *args) -> StateDict:
@@ -216,6 +230,24 @@ def add_offset(unet_weights: StateDict, offset: StateDict, path: Path) -> None:
                 f"{tuple(weight.shape)}. Give iclight_sd15_fbc.safetensors for SD1.5."
             )
         unet_weights[key] = weight.float() + offset.pop(key)
+
+
+def build_iclight(configs: Dict[str, dict], tokenizer, *, seed: int = 0, dtype="fp32", device="cpu") -> ICLightModels:
+    """IC-Light-shaped models with random weights from ``configs`` (``sd15_configs``), for measurements."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    transformers = require_transformers()
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_config(dict(configs["unet"], in_channels=FBC_CHANNELS))
+    vae = AutoencoderKL.from_config(configs["vae"])
+    text = transformers.CLIPTextModel(transformers.CLIPTextConfig(**configs["text_encoder"]))
+    parts = []
+    for model in (unet, vae, text):
+        model = model.to(device)
+        if resolve_dtype(dtype) != torch.float32:
+            model = model.to(resolve_dtype(dtype))
+        parts.append(model.eval().requires_grad_(False))
+    return ICLightModels(*parts, tokenizer)
 
 
 def load_iclight(

@@ -131,15 +131,19 @@ class ICLightRelighter:
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         return (x * 2 - 1).to(self.models.dtype)
 
+    # The VAE runs one frame at a time: its activations are large (hundreds of MiB per 512-pixel frame) and
+    # it gains little from batching, so the chunk size only sets the UNet's batch.
+
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
         vae = self.models.vae
-        return vae.encode(images).latent_dist.mode() * vae.config.scaling_factor
+        return torch.cat([vae.encode(image[None]).latent_dist.mode() for image in images]) * vae.config.scaling_factor
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``[T, 4, h, w]`` -> ``[T, h, w, 3]`` float32 0..1 on the CPU."""
         vae = self.models.vae
-        images = vae.decode(latents / vae.config.scaling_factor).sample
-        return ((images.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu()
+        images = torch.cat([vae.decode(latent[None] / vae.config.scaling_factor).sample.float().cpu()
+                            for latent in latents])
+        return ((images + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
 
     # -- denoising -------------------------------------------------------------------------------
 

@@ -114,6 +114,16 @@ def _load(path: Path):
     return tokenizer
 
 
+def byte_tokenizer():
+    """A CLIP tokenizer with no merges (each byte one token, 514 tokens): for random models in measurements."""
+    CLIPTokenizer = require_transformers().CLIPTokenizer
+    tokens = _byte_characters()
+    tokens = tokens + [token + "</w>" for token in tokens] + [START, END]
+    tokenizer = CLIPTokenizer(vocab={token: index for index, token in enumerate(tokens)}, merges=[])
+    tokenizer.model_max_length = MAX_TOKENS
+    return tokenizer
+
+
 def load_clip_tokenizer(path: Optional[Union[str, Path]] = None):
     """A transformers ``CLIPTokenizer`` from local files (see the module's docstring for what is accepted)."""
     return _load(find_clip_tokenizer(path).resolve())
