@@ -450,3 +450,36 @@ def test_benchmark_streams_a_clip_through_random_models():
 
     row = measure(dict(height=64, width=80, unet_width=32, chunk_frames=2, steps=1, threads=1, frames=3))
     assert row["seconds_per_frame"] > 0 and row["peak_rss_mib"] >= row["models_rss_mib"] > 0
+
+
+# -- stage 1 of training -------------------------------------------------------------------------------
+
+
+def test_training_pairs_are_relit_by_ic_light_where_its_weights_are_given(tiny_models, tmp_path):
+    import yaml
+
+    from comfy_harmovid.footage import read_manifest
+    from comfy_harmovid.io import write_video
+    from comfy_harmovid.train.data import TrainingClips
+    from comfy_harmovid.train.trainer import TrainConfig
+
+    frames, mask, _ = make_portrait_clip(frames=5, height=64, width=64, seed=0)
+    write_video(tmp_path / "person.mp4", frames, 12, crf=0)
+    write_video(tmp_path / "person_mask.mp4", mask, 12, crf=0)
+    scene = make_portrait_clip(frames=5, height=64, width=64, seed=3)[2]
+    write_video(tmp_path / "scene.mp4", scene, 12, crf=0)
+    clips = [{"path": "person.mp4", "role": "portrait", "mask": "person_mask.mp4"}, {"path": "scene.mp4", "role": "background"}]
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump({"clips": clips}))
+    manifest = read_manifest(tmp_path / "manifest.yaml")
+
+    def first_item(relighter):
+        return TrainingClips(manifest, "harmovid", frames=5, height=64, width=64, items=1, relighter=relighter)[0]
+
+    relighter = ICLightRelighter(fresh(tiny_models), _settings(steps=2))
+    relit, builtin = first_item(relighter), first_item(None)
+    assert relit["path"] == "real_to_synthetic"
+    assert torch.equal(relit["composite"], builtin["composite"]), "the same pair, only the target's relighting differs"
+    assert relit["target"].shape == builtin["target"].shape and torch.isfinite(relit["target"]).all()
+    assert (relit["target"] - builtin["target"]).abs().mean() > 1e-3, "IC-Light must make the target, not HarmoIm"
+    with pytest.raises(HarmoVidError, match="relight_iclight"):
+        TrainConfig(manifest="m.yaml", vae="v.safetensors", relight_sd15="sd15.safetensors").validated()

@@ -42,7 +42,8 @@ def _run_stage(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {"manifest": args.manifest, "vae": args.vae, "output_dir": args.output_dir, "steps": args.steps,
-                 "init": args.init, "seed": args.seed, "stage": args.stage}
+                 "init": args.init, "seed": args.seed, "stage": args.stage, "relight_sd15": args.sd15,
+                 "relight_iclight": args.iclight, "relight_tokenizer": args.tokenizer}
     config = TrainConfig.from_file(args.config, **overrides)
     result = train(config, resume=args.resume, log=_print_record)
     print(result["transformer"])
@@ -153,4 +154,7 @@ def register(subparsers) -> None:
         sub.add_argument("--seed", type=int, help="random seed (overrides the config's)")
         sub.add_argument("--resume", help="checkpoint folder to continue from, or 'latest'")
         sub.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+        sub.add_argument("--sd15", help="stage 1 with IC-Light: SD1.5 single-file checkpoint (with --iclight)")
+        sub.add_argument("--iclight", help="stage 1 with IC-Light: iclight_sd15_fbc.safetensors (with --sd15)")
+        sub.add_argument("--tokenizer", help="CLIP tokenizer files for --sd15 (see harmovid harmonize --help)")
         sub.set_defaults(func=_run_stage, stage=stage)

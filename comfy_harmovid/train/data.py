@@ -8,7 +8,9 @@ Every item is a dict of ``[T, H, W, 3]`` clips ``target``, ``composite``, ``back
   synthetic foreground) over the real background -> the real video. ``background`` is the composite
   itself (the deflicker model has no separate background); mask: the pseudo-alpha.
 - ``real_to_synthetic`` (stage 3, eq. 5): the real person over another scene (binary mask) -> the
-  per-frame harmonized (built-in HarmoIm) then deflickered (built-in) composite: the synthetic target.
+  per-frame relit composite, deflickered (built-in): the synthetic target. The per-frame relighting is
+  the paper's stage 1: IC-Light (``relight.ICLightRelighter``) where its weights are given, else the
+  built-in HarmoIm.
 - ``synthetic_to_real``: a recoloured person over the real background with the person removed
   (temporal median + classical inpainting) -> the real video; mask: the pseudo-alpha (paper 3.3's
   asymmetric mask conditioning).
@@ -143,11 +145,12 @@ def recolour(frames: torch.Tensor, rng: random.Random, luts: Sequence[Lut], *, p
 class TrainingClips(torch.utils.data.Dataset):
     """``items`` training pairs of one stage (``"deflicker"`` or ``"harmovid"``), made lazily from a manifest.
 
-    Masks come from the manifest's mask videos, else from the built-in portrait segmenter.
+    Masks come from the manifest's mask videos, else from the built-in portrait segmenter. ``relighter``
+    (an ``ICLightRelighter``) relights the real -> synthetic targets frame by frame in place of HarmoIm.
     """
 
     def __init__(self, manifest: Manifest, stage: str, *, frames: int, height: int, width: int,
-                 items: int, seed: int = 0):
+                 items: int, seed: int = 0, relighter=None):
         if stage not in STAGES:
             raise HarmoVidError(f"unknown training stage {stage!r}; use one of {', '.join(STAGES)}.")
         if items < 1:
@@ -155,6 +158,7 @@ class TrainingClips(torch.utils.data.Dataset):
         if stage == "harmovid" and not manifest.role("background"):
             raise HarmoVidError("stage 3 (harmovid) needs background clips in the manifest (role: background).")
         self.manifest, self.stage, self.items, self.seed = manifest, stage, items, seed
+        self.relighter = relighter
         self.reader = ClipReader(frames, height, width)
         self.paths = STAGES[stage]
         self._luts: Optional[List[Lut]] = None
@@ -183,6 +187,13 @@ class TrainingClips(torch.utils.data.Dataset):
             raise HarmoVidError(f"{entry.path}: no person found in the frames used; give a mask or another clip.")
         return frames, mask
 
+    def _relit(self, composite, mask, background) -> torch.Tensor:
+        """Stage 1: the composite relit frame by frame toward the background."""
+        if self.relighter is None:
+            return harmonize_frames(composite, mask, background)
+        self.relighter.reset()  # every item is a clip of its own
+        return self.relighter.process(composite, mask, background)
+
     def __getitem__(self, index: int) -> Dict[str, object]:
         if not 0 <= index < self.items:
             raise IndexError(index)
@@ -193,7 +204,7 @@ class TrainingClips(torch.utils.data.Dataset):
             entry = rng.choice(self.manifest.role("background"))
             background, _ = self.reader.read(entry, self.reader.random_start(entry.path, rng))
             composite = alpha_over(frames, background, mask)
-            harmonized = harmonize_frames(composite, mask, background)
+            harmonized = self._relit(composite, mask, background)
             target = deflicker(harmonized, reference=composite, mask=mask)
             return dict(path=path, target=target, composite=composite, background=background, mask=mask)
         alpha = pseudo_alpha(frames, mask)

@@ -59,6 +59,12 @@ class TrainConfig:
     mixed_precision: str = "no"  # "no", "bf16" or "fp16" (Accelerate)
     gradient_checkpointing: bool = False
     seed: int = 0
+    # Stage 1 with IC-Light: the real -> synthetic targets are relit by SD1.5 (a single-file checkpoint) + the
+    # IC-Light fbc offset when both are given (else the built-in HarmoIm); relight_settings: RelightSettings fields.
+    relight_sd15: str = ""
+    relight_iclight: str = ""
+    relight_tokenizer: str = ""
+    relight_settings: Dict = field(default_factory=dict)
     save_every: int = 100
     log_every: int = 10
 
@@ -86,10 +92,28 @@ class TrainConfig:
             raise HarmoVidError(f"stage must be 'deflicker' or 'harmovid', got {self.stage!r}.")
         if not self.manifest or not self.vae:
             raise HarmoVidError("a training config needs 'manifest' (your clips) and 'vae' (a VAE checkpoint).")
+        if bool(self.relight_sd15) != bool(self.relight_iclight):
+            raise HarmoVidError("relighting the training targets with IC-Light needs both relight_sd15 (an SD1.5 "
+                                "checkpoint) and relight_iclight (iclight_sd15_fbc.safetensors).")
         for name in ("steps", "batch_size", "gradient_accumulation", "items", "save_every", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise HarmoVidError(f"{name} must be at least 1, got {getattr(self, name)}.")
         return self
+
+
+def build_relighter(config: TrainConfig, device):
+    """The IC-Light relighter of stage 1 when its weights are given, else None (the built-in HarmoIm)."""
+    if not config.relight_sd15:
+        return None
+    from ..relight import ICLightRelighter, RelightSettings, load_iclight
+
+    known = {f.name for f in dataclasses.fields(RelightSettings)}
+    unknown = sorted(set(config.relight_settings) - known)
+    if unknown:
+        raise HarmoVidError(f"relight_settings: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+    models = load_iclight(config.relight_sd15, config.relight_iclight, tokenizer=config.relight_tokenizer or None,
+                          dtype="fp16" if device.type == "cuda" else "fp32", device=device)
+    return ICLightRelighter(models, RelightSettings(**config.relight_settings))
 
 
 def build_transformer(config: TrainConfig) -> HarmoVidTransformer:
@@ -197,7 +221,8 @@ def train(config: TrainConfig, *, resume: Optional[str] = None, max_steps: Optio
             "use the VAE the model belongs to."
         )
     dataset = TrainingClips(read_manifest(config.manifest), config.stage, frames=config.frames, height=config.height,
-                            width=config.width, items=config.items, seed=config.seed)
+                            width=config.width, items=config.items, seed=config.seed,
+                            relighter=build_relighter(config, accelerator.device))
     items = LatentItems(dataset, vae, accelerator.device, config.cache_latents)
 
     losses, started, last = [], time.time(), min(config.steps, max_steps or config.steps)
