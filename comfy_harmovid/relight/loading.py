@@ -142,24 +142,28 @@ def _empty(model_class, config: dict):
         return model_class(model_class.config_class(**config))  # transformers
 
 
+def _layout_problem(expected: StateDict, given: StateDict, missing_text: str, unexpected_text: str) -> Optional[str]:
+    """None when ``given`` has exactly the keys and shapes of ``expected``, else the first difference."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    if missing or unexpected:
+        first = f"{missing_text} {missing[0]}" if missing else f"{unexpected_text} {unexpected[0]}"
+        return f"{first}; {len(missing)} missing, {len(unexpected)} unexpected"
+    for key, tensor in expected.items():
+        if given[key].shape != tensor.shape:
+            return f"{key} has shape {tuple(given[key].shape)}, SD1.5's has {tuple(tensor.shape)}"
+    return None
+
+
 def _fill(model, state_dict: StateDict, name: str, path: Path, dtype: torch.dtype, device):
     """Give the empty ``model`` the tensors of ``state_dict`` (cast to ``dtype``, moved to ``device``), which
     must match its layout exactly."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    if missing or unexpected:
-        problem = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+    problem = _layout_problem(model.state_dict(), state_dict, "missing", "unexpected")
+    if problem:
         raise HarmoVidError(
-            f"{path.name}: the {name} weights do not match SD1.5's layout ({len(missing)} missing, {len(unexpected)} "
-            f"unexpected; {problem}). Give an unmodified SD1.5 single-file checkpoint."
+            f"{path.name}: the {name} weights do not match SD1.5's layout ({problem}). Give an unmodified SD1.5 "
+            "single-file checkpoint."
         )
-    for key, tensor in expected.items():
-        if state_dict[key].shape != tensor.shape:
-            raise HarmoVidError(
-                f"{path.name}: {name} weight {key} has shape {tuple(state_dict[key].shape)}, SD1.5 needs "
-                f"{tuple(tensor.shape)}. Give an unmodified SD1.5 single-file checkpoint."
-            )
     for key, tensor in state_dict.items():
         state_dict[key] = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype)
     model.load_state_dict(state_dict, strict=True, assign=True)
@@ -215,20 +219,13 @@ def read_iclight_offset(path: Union[str, Path], unet_config: dict) -> StateDict:
 
 def add_offset(unet_weights: StateDict, offset: StateDict, path: Path) -> None:
     """``weight += offset`` for every UNet weight, in float32; every weight must have its offset."""
-    missing = sorted(set(unet_weights) - set(offset))
-    unexpected = sorted(set(offset) - set(unet_weights))
-    if missing or unexpected:
-        problem = f"no offset for {missing[0]}" if missing else f"an offset for an unknown weight {unexpected[0]}"
+    problem = _layout_problem(unet_weights, offset, "no offset for", "an offset for an unknown weight")
+    if problem:
         raise HarmoVidError(
-            f"{path.name} does not fit this SD1.5 UNet ({problem}; {len(missing)} missing, {len(unexpected)} "
-            "unknown). Give the unmodified iclight_sd15_fbc.safetensors with an SD1.5 checkpoint."
+            f"{path.name} does not fit this SD1.5 UNet ({problem}). Give the unmodified iclight_sd15_fbc.safetensors "
+            "with an SD1.5 checkpoint."
         )
     for key, weight in unet_weights.items():
-        if offset[key].shape != weight.shape:
-            raise HarmoVidError(
-                f"{path.name}: offset {key} has shape {tuple(offset[key].shape)} but the SD1.5 weight has "
-                f"{tuple(weight.shape)}. Give iclight_sd15_fbc.safetensors for SD1.5."
-            )
         unet_weights[key] = weight.float() + offset.pop(key)
 
 
