@@ -344,6 +344,16 @@ def test_nodes_relight_a_clip_and_tick_progress(models_dir, monkeypatch):
     assert torch.equal(relit[alpha == 0], background[alpha == 0])
     assert bars[-1].last == (4, 4), f"2 chunks x 2 steps must tick to 4/4: {bars[-1].last}"
 
+    class Interrupted(Exception):
+        pass
+
+    def cancel():
+        raise Interrupted()
+
+    monkeypatch.setattr(comfy_adapter, "throw_if_interrupted", cancel)
+    with pytest.raises(Interrupted):  # Cancel in ComfyUI stops it at the next denoising step
+        HarmoVidICLightRelight().relight(models, composite, alpha, background, steps=2, resolution=64)
+
 
 def test_loader_without_files_says_which_files_go_where(tmp_path, monkeypatch):
     from nodes.relight import HarmoVidICLightLoader
