@@ -3,7 +3,7 @@
 import math
 
 from comfy_harmovid.segment import segment_portrait, segment_with_sam2
-from comfy_harmovid.segment.prompts import parse_box, parse_points
+from comfy_harmovid.segment.prompts import Prompts
 
 from . import comfy_adapter
 
@@ -45,7 +45,7 @@ class HarmoVidSAM2Mask:
                         "default": 0,
                         "min": 0,
                         "max": 100000,
-                        "tooltip": "SAM 2: the frame the points/box refer to; the mask is tracked forward and "
+                        "tooltip": "The frame the points/box refer to; the chosen person is tracked forward and "
                         "backward from it. Pick a frame where the person is clearly visible.",
                     },
                 ),
@@ -78,39 +78,44 @@ class HarmoVidSAM2Mask:
                     "STRING",
                     {
                         "default": "",
-                        "tooltip": "SAM 2: pixels on the person on prompt_frame, as 'x,y; x,y' (or the JSON "
-                        "[{\"x\":..,\"y\":..}] of point-editor nodes). Empty with no box = automatic.",
+                        "tooltip": "Pixels on the person on prompt_frame, as 'x,y; x,y' (or the JSON "
+                        "[{\"x\":..,\"y\":..}] of point-editor nodes); click on the frame in the node to add them. "
+                        "Built-in model: keeps the people clicked on and drops the others. Empty with no box = "
+                        "every person (built-in) or the most prominent one (SAM 2).",
                     },
                 ),
                 "negative_points": (
                     "STRING",
-                    {"default": "", "tooltip": "SAM 2: pixels that are NOT the person, as 'x,y; x,y'."},
+                    {"default": "", "tooltip": "Pixels that are NOT the person, as 'x,y; x,y' (shift-click on the "
+                     "frame). Built-in model: drops the people they fall on."},
                 ),
                 "box": (
                     "STRING",
-                    {"default": "", "tooltip": "SAM 2: box around the person on prompt_frame, 'x1,y1,x2,y2' pixels."},
+                    {"default": "", "tooltip": "Box around the person on prompt_frame, 'x1,y1,x2,y2' pixels (drag on the "
+                     "frame). Built-in model: keeps the people lying mostly inside it."},
                 ),
             },
         }
 
     def segment(self, frames, model, prompt_frame, threshold, temporal_smoothing, points="", negative_points="", box=""):
+        prompts = Prompts.parse(points, negative_points, box)  # malformed text fails with either model
         if model == BUILTIN:
             mask = segment_portrait(
                 frames,
                 threshold=float(threshold),
                 temporal_smoothing=float(temporal_smoothing),
+                prompts=prompts,
+                prompt_frame=int(prompt_frame),
                 progress=comfy_adapter.progress(),
                 chunk_size=CHUNK_FRAMES,
             )
         else:
-            positive = parse_points(points, "points")
-            negative = parse_points(negative_points, "negative_points")
             mask = segment_with_sam2(
                 frames,
                 checkpoint=comfy_adapter.resolve_model_path("sam2", model),
-                points=(positive + negative) or None,
-                point_labels=[1] * len(positive) + [0] * len(negative) or None,
-                box=parse_box(box),
+                points=(prompts.positive + prompts.negative) or None,
+                point_labels=[1] * len(prompts.positive) + [0] * len(prompts.negative) or None,
+                box=prompts.box,
                 prompt_frame=int(prompt_frame),
                 threshold=math.log(threshold / (1.0 - threshold)),  # SAM 2 thresholds logits
                 device=comfy_adapter.torch_device(),
