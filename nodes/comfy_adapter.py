@@ -118,3 +118,108 @@ class NodeProgress:
 
 def progress(total: int = 1) -> NodeProgress:
     return NodeProgress(total)
+
+
+# ---- HTTP route for the pack's canvas widgets (web/harmovid.js) ------------------------------------
+
+FRAME_ROUTE = "/harmovid/frame"
+
+
+class RequestError(Exception):
+    """A request the frame route refuses: ``status`` is the HTTP status, the message says what to change."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def input_directory() -> Path:
+    """ComfyUI's input folder (uploads land there); outside ComfyUI, ``$HARMOVID_INPUT_DIR`` or ./input."""
+    if IN_COMFYUI:
+        return Path(_folder_paths.get_input_directory())
+    return Path(os.environ.get("HARMOVID_INPUT_DIR", "input"))
+
+
+def input_file(filename: str, subfolder: str = "") -> Path:
+    """The file ``subfolder/filename`` inside the input folder, refusing anything that would leave it."""
+    if not filename:
+        raise RequestError(400, "filename is missing: give the name of a video in ComfyUI's input folder.")
+    for part in (filename, subfolder):
+        if "\0" in part or os.path.isabs(part) or ".." in Path(part.replace("\\", "/")).parts:
+            raise RequestError(400, f"{part!r} is not a plain name inside ComfyUI's input folder ('..' and absolute paths are refused).")
+    base = input_directory().resolve()
+    path = (base / subfolder / filename).resolve()
+    if os.path.commonpath([base, path]) != str(base):  # a symlink pointing out of the folder
+        raise RequestError(403, f"{filename!r} is outside ComfyUI's input folder.")
+    if not path.is_file():
+        raise RequestError(404, f"{filename!r} is not in ComfyUI's input folder; upload it with a Load Video node.")
+    return path
+
+
+def frame_index(text: str) -> int:
+    try:
+        index = int(text)
+    except (TypeError, ValueError):
+        raise RequestError(400, f"index {text!r} is not a frame number (0, 1, 2, ...).") from None
+    if index < 0:
+        raise RequestError(400, f"index {index} is negative; frames count from 0.")
+    return index
+
+
+def frame_png(path: Path, index: int, cutout: bool = False):
+    """Frame ``index`` of the clip at ``path`` as PNG bytes, and the clip's ``VideoInfo``.
+
+    ``cutout`` adds the built-in segmenter's person mask as the alpha channel (the Composite preview's
+    foreground)."""
+    import cv2
+    import numpy as np
+
+    from comfy_harmovid.io import probe_video, read_video
+    from comfy_harmovid.segment import segment_portrait
+
+    try:
+        info = probe_video(path)
+    except HarmoVidError as error:
+        raise RequestError(415, f"{path.name} is not a video or image this pack can read: {error}") from None
+    if index >= info.frame_count:
+        raise RequestError(400, f"index {index} is past the last frame of {path.name} (frames 0..{info.frame_count - 1}).")
+    frame = read_video(path, start=index, max_frames=1).frames
+    pixels = np.clip(frame[0].numpy() * 255.0 + 0.5, 0, 255).astype(np.uint8)[..., ::-1]  # RGB -> BGR
+    if cutout:
+        try:
+            alpha = segment_portrait(frame, temporal_smoothing=0.0, soft=True)[0].numpy()
+        except HarmoVidError as error:  # the built-in segmenter is not installed
+            raise RequestError(501, f"no person cut-out: {error}") from None
+        pixels = np.dstack([pixels, np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)])
+    return cv2.imencode(".png", pixels)[1].tobytes(), info
+
+
+async def serve_frame(request):
+    """GET FRAME_ROUTE?filename=&subfolder=&index=&cutout=1 -> PNG of that frame of an input clip.
+
+    The clip's frame count, width and height come back in ``X-HarmoVid-Frame-Count``,
+    ``X-HarmoVid-Width`` and ``X-HarmoVid-Height``; refusals are plain-text 4xx answers."""
+    import asyncio
+
+    from aiohttp import web
+
+    query = request.rel_url.query
+    try:
+        path = input_file(query.get("filename", ""), query.get("subfolder", ""))
+        index = frame_index(query.get("index", "0"))
+        cutout = query.get("cutout", "") in ("1", "true")
+        png, info = await asyncio.get_running_loop().run_in_executor(None, frame_png, path, index, cutout)
+    except RequestError as error:
+        return web.Response(status=error.status, text=str(error))
+    headers = {"X-HarmoVid-Frame-Count": str(info.frame_count), "X-HarmoVid-Width": str(info.width),
+               "X-HarmoVid-Height": str(info.height), "Cache-Control": "no-store"}
+    return web.Response(body=png, content_type="image/png", headers=headers)
+
+
+def register_routes() -> None:
+    """Add the widgets' route to ComfyUI's server (nothing to do outside ComfyUI)."""
+    if not IN_COMFYUI:
+        return
+    from server import PromptServer
+
+    PromptServer.instance.routes.get(FRAME_ROUTE)(serve_frame)
