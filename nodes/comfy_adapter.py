@@ -223,3 +223,57 @@ def register_routes() -> None:
     from server import PromptServer
 
     PromptServer.instance.routes.get(FRAME_ROUTE)(serve_frame)
+
+
+# ---- previews shown in the nodes after a run (the "ui" part of a node's result) ---------------------
+
+PREVIEW_SUBFOLDER = "harmovid"
+
+
+def preview_directory():
+    """Where previews are saved: ComfyUI's temp folder (emptied at start-up). None outside ComfyUI."""
+    return Path(_folder_paths.get_temp_directory()) if IN_COMFYUI else None
+
+
+def save_pictures(pictures, name: str) -> list:
+    """Save uint8 pictures (RGB as JPEG, RGBA as PNG) for the front end to fetch through ``/view``.
+
+    Returns ComfyUI's image references ``[{"filename", "subfolder", "type": "temp"}, ...]``, or [] when
+    there is no preview folder (outside ComfyUI)."""
+    import uuid
+
+    import cv2
+
+    from comfy_harmovid.atomic import atomic_output
+
+    folder = preview_directory()
+    if folder is None:
+        return []
+    run = uuid.uuid4().hex[:12]
+    references = []
+    for number, picture in enumerate(pictures):
+        rgba = picture.shape[-1] == 4
+        filename = f"{name}_{run}_{number:03d}.{'png' if rgba else 'jpg'}"
+        bgr = picture[..., [2, 1, 0, 3]] if rgba else picture[..., ::-1]
+        encoded = cv2.imencode(".png" if rgba else ".jpg", bgr, [] if rgba else [cv2.IMWRITE_JPEG_QUALITY, 88])[1]
+        with atomic_output(folder / PREVIEW_SUBFOLDER / filename) as partial:
+            partial.write_bytes(encoded.tobytes())
+        references.append({"filename": filename, "subfolder": PREVIEW_SUBFOLDER, "type": "temp"})
+    return references
+
+
+def with_ui(result: tuple, make_ui):
+    """A node's return value: ``result`` plus ``make_ui()`` (what its widgets show), as ComfyUI takes
+    it; just ``result`` when previews cannot be saved (outside ComfyUI), without calling ``make_ui``."""
+    if preview_directory() is None:
+        return result
+    return {"ui": make_ui(), "result": result}
+
+
+def frame_previews(frames, mask=None, name: str = "frames") -> dict:
+    """The ``ui`` entries of a clip's preview (web/harmovid.js shows them with a frame slider): a few
+    frames spread over the clip, the mask drawn over them when given (or over black without frames)."""
+    from comfy_harmovid.previews import preview_frames
+
+    indices, pictures = preview_frames(frames, mask)
+    return {"harmovid_preview": save_pictures(pictures, name), "harmovid_preview_index": indices}

@@ -3,6 +3,7 @@
 import math
 
 from comfy_harmovid.segment import segment_portrait, segment_with_sam2
+from comfy_harmovid.previews import mask_layer, preview_frames
 from comfy_harmovid.segment.prompts import Prompts
 
 from . import comfy_adapter
@@ -10,6 +11,19 @@ from . import comfy_adapter
 BUILTIN = "built-in (MediaPipe)"
 # Frames per engine step for the built-in segmenter: progress (and Cancel) once per chunk.
 CHUNK_FRAMES = 16
+
+
+def prompt_preview(frames, mask, prompt_frame: int) -> dict:
+    """What the SAM2 Mask node shows: its mask over the clip with a frame slider, and the prompt frame
+    and its mask as separate pictures for the points editor (the mask drawn over the frame it shows)."""
+    prompt_frame = min(prompt_frame, frames.shape[0] - 1)  # without prompts the built-in model ignores it
+    return {
+        **comfy_adapter.frame_previews(frames, mask, name="mask"),
+        "harmovid_prompt_frame": comfy_adapter.save_pictures(preview_frames(frames[prompt_frame : prompt_frame + 1])[1], "prompt"),
+        "harmovid_prompt_mask": comfy_adapter.save_pictures([mask_layer(mask[prompt_frame])], "prompt_mask"),
+        "harmovid_prompt_index": [prompt_frame],
+        "harmovid_prompt_size": [frames.shape[2], frames.shape[1]],  # the pixels the prompts are written in
+    }
 
 
 class HarmoVidSAM2Mask:
@@ -121,7 +135,8 @@ class HarmoVidSAM2Mask:
                 device=comfy_adapter.torch_device(),
                 progress=comfy_adapter.progress(),
             )
-        return (mask.to(comfy_adapter.offload_device()),)
+        mask = mask.to(comfy_adapter.offload_device())
+        return comfy_adapter.with_ui((mask,), lambda: prompt_preview(frames, mask, int(prompt_frame)))
 
 
 NODE_CLASS_MAPPINGS = {"HarmoVidSAM2Mask": HarmoVidSAM2Mask}
