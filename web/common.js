@@ -127,3 +127,28 @@ export function setWidget(node, name, value) {
   target.callback?.(value);
   node.graph?.setDirtyCanvas?.(true, true);
 }
+
+// Give nodes of `nodeType` a widget made by `make(node)` (kept as node[property]), at least `width` wide
+// and tall enough for all their widgets, also when a saved workflow brings a smaller size; and hand
+// each run's "ui" output to the widget's showRun.
+export function addNodeWidget(nodeType, property, make, width) {
+  const grow = (node) => node.setSize([Math.max(node.size[0], width), Math.max(node.size[1], node.computeSize()[1])]);
+  const created = nodeType.prototype.onNodeCreated;
+  nodeType.prototype.onNodeCreated = function () {
+    const result = created?.apply(this, arguments);
+    this[property] = make(this);
+    grow(this);
+    return result;
+  };
+  const configured = nodeType.prototype.onConfigure;
+  nodeType.prototype.onConfigure = function () {
+    const result = configured?.apply(this, arguments);
+    grow(this);
+    return result;
+  };
+  const executed = nodeType.prototype.onExecuted;
+  nodeType.prototype.onExecuted = function (output) {
+    executed?.apply(this, arguments);
+    this[property]?.showRun(output);
+  };
+}

@@ -4,7 +4,7 @@
 // "x1,y1,x2,y2" in pixels of the frame), so saved and API workflows do not change. After a run the
 // node's mask on that frame is drawn over it.
 import { app } from "../../scripts/app.js";
-import { addCanvasWidget, canvasPoint, fetchFrame, fit, loadView, setWidget, sourceFile, sourceKey, widget } from "./common.js";
+import { addCanvasWidget, addNodeWidget, canvasPoint, fetchFrame, fit, loadView, setWidget, sourceFile, sourceKey, widget } from "./common.js";
 
 const NODE = "HarmoVidSAM2Mask";
 const HIT_RADIUS = 9; // canvas pixels: a click this close to a point removes it
@@ -222,17 +222,6 @@ app.registerExtension({
   name: "HarmoVid.SAM2Prompts",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData?.name !== NODE) return;
-    const created = nodeType.prototype.onNodeCreated;
-    nodeType.prototype.onNodeCreated = function () {
-      const result = created?.apply(this, arguments);
-      this.harmovidPrompts = new PromptEditor(this);
-      this.setSize([Math.max(this.size[0], 360), Math.max(this.size[1], 480)]);
-      return result;
-    };
-    const executed = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (output) {
-      executed?.apply(this, arguments);
-      this.harmovidPrompts?.showRun(output);
-    };
+    addNodeWidget(nodeType, "harmovidPrompts", (node) => new PromptEditor(node), 360);
   },
 });
