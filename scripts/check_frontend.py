@@ -16,8 +16,9 @@ it prints that it was skipped and exits 0, so CI can call it unconditionally.
 With --sample-video (the person) and --sample-background (the scene) it then uses the pack's canvas
 widgets as a person would, on the built-in harmonization workflow: clicks and shift-clicks on the SAM2
 Mask frame (points appear in the widgets), drags the person in the Composite preview (x and y change),
-checks that the front end's API export carries those values, queues it and waits for success, then checks
-the previews the run left in the nodes. Screenshots: widget-sam2-points.png, widget-composite-placement.png,
+checks that the front end's API export carries those values, queues it and waits for success (after
+clearing the server's cache with POST /free, so every node runs), then checks the previews the run left
+in the nodes. Screenshots: widget-sam2-points.png, widget-composite-placement.png,
 widget-sam2-mask-after-run.png, widget-previews.png.
 Needs `pip install playwright` and a Chromium (Debian: apt-get install chromium).
 """
@@ -146,7 +147,7 @@ def screenshot_node(page, node_type: str, path: Path) -> dict:
     return box
 
 
-def check_widgets(page, workflows: Path, screenshots: Path, run_seconds: float) -> list:
+def check_widgets(page, url: str, workflows: Path, screenshots: Path, run_seconds: float) -> list:
     """Use the canvas widgets on the built-in workflow as a person would; problems found (empty = all good)."""
     problems = []
     page.evaluate(LOAD_AND_INSPECT, [json.loads((workflows / INTERACTIVE_WORKFLOW).read_text()), INTERACTIVE_WORKFLOW])
@@ -202,16 +203,21 @@ def check_widgets(page, workflows: Path, screenshots: Path, run_seconds: float) 
                 problems.append(f"API export of node {node['id']}: {name} = {exported!r}, the widget says {node['values'][name]!r}")
     if problems:
         return problems
+    # Nodes whose results the server has cached do not send their previews again: start from a clean cache.
+    page.request.post(f"{url.rstrip('/')}/free", data=json.dumps({"free_memory": True}),
+                      headers={"Content-Type": "application/json"})
+    page.wait_for_timeout(1500)
     result = page.evaluate(RUN_GRAPH, run_seconds)
     if not result["ok"]:
         return [f"the edited workflow did not run to success: {result['error']}"]
     # After the run: the mask over the SAM2 frame, and previews with a frame slider.
-    try:
-        page.wait_for_function("() => app.graph._nodes.find((n) => n.type === 'HarmoVidSAM2Mask').harmovidPrompts?.run"
-                               " && app.graph._nodes.find((n) => n.type === 'HarmoVidLightingDeflicker').harmovidPreview?.pictures.length",
-                               timeout=30000)
-    except Exception:  # noqa: BLE001
-        return ["after the run the nodes show no mask over the prompt frame or no preview"]
+    for node_type, ready in (("HarmoVidSAM2Mask", "harmovidPrompts?.run"), ("HarmoVidLightingDeflicker", "harmovidPreview?.pictures.length")):
+        try:
+            page.wait_for_function(f"() => app.graph._nodes.find((n) => n.type === '{node_type}').{ready}", timeout=30000)
+        except Exception:  # noqa: BLE001
+            problems.append(f"after the run, {node_type} shows nothing ({ready} never became true)")
+    if problems:
+        return problems
     screenshot_node(page, "HarmoVidSAM2Mask", screenshots / "widget-sam2-mask-after-run.png")
     slider = page.evaluate("() => { const p = app.graph._nodes.find((n) => n.type === 'HarmoVidLightingDeflicker').harmovidPreview;"
                            " return { frames: p.pictures.length, max: Number(p.slider.max) }; }")
@@ -307,7 +313,7 @@ def main() -> int:
             failures += bool(problems)
         widget_problems = None
         if args.sample_video and args.sample_background:
-            widget_problems = check_widgets(page, args.workflows, args.screenshots, args.run_timeout)
+            widget_problems = check_widgets(page, args.url, args.workflows, args.screenshots, args.run_timeout)
         browser.close()
     print(f"{len(files) - failures} of {len(files)} workflows open cleanly in the front end at {args.url}")
     if widget_problems is None:
