@@ -72,12 +72,6 @@ export function loadView(reference) {
   return loadImage(viewURL(reference));
 }
 
-// Where a width x height picture goes when fitted inside a box (letterboxed): scale and offsets.
-export function fit(width, height, boxWidth, boxHeight) {
-  const scale = Math.min(boxWidth / width, boxHeight / height);
-  return { scale, left: (boxWidth - width * scale) / 2, top: (boxHeight - height * scale) / 2 };
-}
-
 // A canvas widget at the end of `node`'s widgets (after the saved ones, so the saved values keep their
 // places), sized to the node. `draw(ctx, width, height)` paints it; the returned object's redraw()
 // repaints it and `canvas` takes the pointer events.

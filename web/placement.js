@@ -3,27 +3,12 @@
 // corner handle or turn the mouse wheel over them to scale them; the widgets follow. Before a run the
 // cut-out is the built-in segmenter's; after a run, the node's own alpha.
 import { app } from "../../scripts/app.js";
-import { addCanvasWidget, addNodeWidget, canvasPoint, fetchFrame, fit, loadView, setWidget, sourceFile, sourceKey, widget } from "./common.js";
+import { addCanvasWidget, addNodeWidget, canvasPoint, fetchFrame, loadView, setWidget, sourceFile, sourceKey, widget } from "./common.js";
+import { fit, placement } from "./geometry.js";
 
 const NODE = "HarmoVidComposite";
-// Mirrors comfy_harmovid.composite.ANCHORS: the anchor point as fractions of the width and height.
-const ANCHORS = {
-  "top-left": [0, 0], "top-center": [0.5, 0], "top-right": [1, 0],
-  "center-left": [0, 0.5], "center": [0.5, 0.5], "center-right": [1, 0.5],
-  "bottom-left": [0, 1], "bottom-center": [0.5, 1], "bottom-right": [1, 1],
-};
 const HANDLE = 7; // half the corner handle's size, canvas pixels
 const HINT = "drag the person: move · drag the corner or wheel: scale";
-
-// Where the foreground lands on the background, in background pixels (as composite.Placement computes it).
-export function placement(foreground, background, { scale, x, y, anchor }) {
-  const fitScale = Math.min(background.height / foreground.height, background.width / foreground.width);
-  const height = Math.max(1, Math.round(foreground.height * fitScale * scale));
-  const width = Math.max(1, Math.round(foreground.width * fitScale * scale));
-  const [ax, ay] = ANCHORS[anchor] ?? ANCHORS["bottom-center"];
-  return { left: Math.round(ax * (background.width - width) + x * background.width),
-           top: Math.round(ay * (background.height - height) + y * background.height), width, height };
-}
 
 const clamp = (value, low, high) => Math.min(Math.max(value, low), high);
 const round3 = (value) => Math.round(value * 1000) / 1000;

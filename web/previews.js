@@ -2,7 +2,8 @@
 // slider for video (masks drawn over their frames). The pictures are the node's "ui" output
 // (harmovid_preview: a few frames spread over the clip, harmovid_preview_index: their frame numbers).
 import { app } from "../../scripts/app.js";
-import { addCanvasWidget, fit, loadView } from "./common.js";
+import { addCanvasWidget, loadView } from "./common.js";
+import { fit } from "./geometry.js";
 
 // Every node of the pack may send a preview; those that make pictures do.
 const CATEGORY = "HarmoVid";

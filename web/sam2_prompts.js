@@ -4,33 +4,13 @@
 // "x1,y1,x2,y2" in pixels of the frame), so saved and API workflows do not change. After a run the
 // node's mask on that frame is drawn over it.
 import { app } from "../../scripts/app.js";
-import { addCanvasWidget, addNodeWidget, canvasPoint, fetchFrame, fit, loadView, setWidget, sourceFile, sourceKey, widget } from "./common.js";
+import { addCanvasWidget, addNodeWidget, canvasPoint, fetchFrame, loadView, setWidget, sourceFile, sourceKey, widget } from "./common.js";
+import { fit, formatPoints, parseBox, parsePoints } from "./geometry.js";
 
 const NODE = "HarmoVidSAM2Mask";
 const HIT_RADIUS = 9; // canvas pixels: a click this close to a point removes it
 const DRAG_THRESHOLD = 5; // canvas pixels a press must move to draw a box instead of a point
 const HINT = "click: person · shift-click: not person · drag: box · click a point / right-click the box: remove";
-
-export function parsePoints(text) {
-  text = (text ?? "").trim();
-  if (!text) return [];
-  if (text.startsWith("[")) return JSON.parse(text).map((p) => [Number(p.x), Number(p.y)]);
-  return text.split(/[;\n]+/).map((part) => part.trim()).filter(Boolean).map((part) => {
-    const numbers = part.split(/[,\s]+/).filter(Boolean).map(Number);
-    if (numbers.length !== 2 || numbers.some((n) => !Number.isFinite(n))) throw new Error(`'${part}' is not x,y`);
-    return numbers;
-  });
-}
-
-export function parseBox(text) {
-  text = (text ?? "").trim();
-  if (!text) return null;
-  const numbers = text.replace(/^[[(]|[\])]$/g, "").split(/[,;\s]+/).filter(Boolean).map(Number);
-  if (numbers.length !== 4 || numbers.some((n) => !Number.isFinite(n))) throw new Error(`'${text}' is not x1,y1,x2,y2`);
-  return numbers;
-}
-
-const formatPoints = (points) => points.map(([x, y]) => `${Math.round(x)},${Math.round(y)}`).join("; ");
 
 class PromptEditor {
   constructor(node) {
