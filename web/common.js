@@ -2,6 +2,7 @@
 // uploaded clip from the pack's route (nodes/comfy_adapter.py, GET /harmovid/frame), pictures a run left
 // behind (ComfyUI's /view), fitting a picture into a box, and adding a canvas to a node.
 import { api } from "../../scripts/api.js";
+import { app } from "../../scripts/app.js";
 
 export const FRAME_ROUTE = "/harmovid/frame";
 // Widgets of loader nodes that name a file in ComfyUI's input folder (core Load Video / Load Image,
@@ -107,6 +108,22 @@ export function addCanvasWidget(node, name, { minHeight = 240, hint = "" } = {})
   return view;
 }
 
+// Repaint `view` whenever one of the widgets `names` of `node` changes (typed or set by a widget).
+export function redrawOnChange(node, names, view) {
+  for (const name of names) {
+    const target = widget(node, name);
+    const original = target?.callback;
+    if (target) target.callback = (...args) => { const result = original?.apply(target, args); view.redraw(); return result; };
+  }
+}
+
+// A line of text where a picture would be (what to connect, or what went wrong).
+export function drawMessage(ctx, text, width, colour = "#aaa", y = 20) {
+  ctx.fillStyle = colour;
+  ctx.font = "12px sans-serif";
+  ctx.fillText(text, 8, y, width - 16);
+}
+
 // Pointer position over `canvas` in its own pixels (the node editor scales the element when zooming).
 export function canvasPoint(canvas, event) {
   const rect = canvas.getBoundingClientRect();
@@ -122,10 +139,19 @@ export function setWidget(node, name, value) {
   node.graph?.setDirtyCanvas?.(true, true);
 }
 
-// Give nodes of `nodeType` a widget made by `make(node)` (kept as node[property]), at least `width` wide
-// and tall enough for all their widgets, also when a saved workflow brings a smaller size; and hand
-// each run's "ui" output to the widget's showRun.
-export function addNodeWidget(nodeType, property, make, width) {
+// Register extension `name`: nodes of class `nodeClass` get a widget made by `make(node)` (kept as
+// node[property]), at least `width` wide and tall enough for all their widgets, also when a saved
+// workflow brings a smaller size; each run's "ui" output goes to the widget's showRun.
+export function registerNodeWidget(name, nodeClass, property, make, width) {
+  app.registerExtension({
+    name,
+    async beforeRegisterNodeDef(nodeType, nodeData) {
+      if (nodeData?.name === nodeClass) addNodeWidget(nodeType, property, make, width);
+    },
+  });
+}
+
+function addNodeWidget(nodeType, property, make, width) {
   const grow = (node) => node.setSize([Math.max(node.size[0], width), Math.max(node.size[1], node.computeSize()[1])]);
   const created = nodeType.prototype.onNodeCreated;
   nodeType.prototype.onNodeCreated = function () {

@@ -2,8 +2,7 @@
 // x, y and anchor widgets put them, redrawn as those change. Drag the person to move them, drag the
 // corner handle or turn the mouse wheel over them to scale them; the widgets follow. Before a run the
 // cut-out is the built-in segmenter's; after a run, the node's own alpha.
-import { app } from "../../scripts/app.js";
-import { addCanvasWidget, addNodeWidget, canvasPoint, fetchFrame, loadView, setWidget, sourceFile, sourceKey, widget } from "./common.js";
+import { addCanvasWidget, canvasPoint, drawMessage, fetchFrame, loadView, redrawOnChange, registerNodeWidget, setWidget, sourceFile, sourceKey, widget } from "./common.js";
 import { fit, placement } from "./geometry.js";
 
 const NODE = "HarmoVidComposite";
@@ -29,11 +28,7 @@ class PlacementPreview {
     canvas.addEventListener("pointermove", (e) => this.move(e));
     canvas.addEventListener("pointerup", () => { this.drag = null; });
     canvas.addEventListener("wheel", (e) => this.wheel(e), { passive: false });
-    for (const name of ["scale", "x", "y", "anchor"]) {
-      const target = widget(node, name);
-      const original = target?.callback;
-      if (target) target.callback = (...args) => { const r = original?.apply(target, args); this.view.redraw(); return r; };
-    }
+    redrawOnChange(node, ["scale", "x", "y", "anchor"], this.view);
   }
 
   settings() {
@@ -80,12 +75,7 @@ class PlacementPreview {
 
   draw(ctx, width, height) {
     const layout = this.layout();
-    if (!layout) {
-      ctx.fillStyle = "#aaa";
-      ctx.font = "12px sans-serif";
-      ctx.fillText("Connect clips from Load Video nodes (or run once) to place the person.", 8, 20, width - 16);
-      return;
-    }
+    if (!layout) return drawMessage(ctx, "Connect clips from Load Video nodes (or run once) to place the person.", width);
     const { bg, at, person } = layout;
     ctx.save();
     ctx.beginPath();
@@ -154,10 +144,4 @@ class PlacementPreview {
   }
 }
 
-app.registerExtension({
-  name: "HarmoVid.Placement",
-  async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData?.name !== NODE) return;
-    addNodeWidget(nodeType, "harmovidPlacement", (node) => new PlacementPreview(node), 360);
-  },
-});
+registerNodeWidget("HarmoVid.Placement", NODE, "harmovidPlacement", (node) => new PlacementPreview(node), 360);

@@ -3,8 +3,7 @@
 // the box) to remove it. The widgets keep the same text as typing would give ("x,y; x,y" and
 // "x1,y1,x2,y2" in pixels of the frame), so saved and API workflows do not change. After a run the
 // node's mask on that frame is drawn over it.
-import { app } from "../../scripts/app.js";
-import { addCanvasWidget, addNodeWidget, canvasPoint, fetchFrame, loadView, setWidget, sourceFile, sourceKey, widget } from "./common.js";
+import { addCanvasWidget, canvasPoint, drawMessage, fetchFrame, loadView, redrawOnChange, registerNodeWidget, setWidget, sourceFile, sourceKey, widget } from "./common.js";
 import { fit, formatPoints, parseBox, parsePoints } from "./geometry.js";
 
 const NODE = "HarmoVidSAM2Mask";
@@ -28,11 +27,7 @@ class PromptEditor {
     canvas.addEventListener("pointermove", (e) => this.move(e));
     canvas.addEventListener("pointerup", (e) => this.release(e));
     canvas.addEventListener("contextmenu", (e) => this.removeBoxAt(e));
-    for (const name of ["points", "negative_points", "box", "prompt_frame"]) {
-      const target = widget(node, name);
-      const original = target?.callback;
-      if (target) target.callback = (...args) => { const r = original?.apply(target, args); this.view.redraw(); return r; };
-    }
+    redrawOnChange(node, ["points", "negative_points", "box", "prompt_frame"], this.view);
   }
 
   prompts() {
@@ -87,12 +82,7 @@ class PromptEditor {
 
   draw(ctx, width, height) {
     const at = this.layout();
-    if (!at) {
-      ctx.fillStyle = "#aaa";
-      ctx.font = "12px sans-serif";
-      ctx.fillText(this.message, 8, 20, width - 16);
-      return;
-    }
+    if (!at) return drawMessage(ctx, this.message, width);
     const w = at.width * at.scale, h = at.height * at.scale;
     ctx.drawImage(at.image, at.left, at.top, w, h);
     const index = Number(widget(this.node, "prompt_frame")?.value ?? 0);
@@ -127,11 +117,7 @@ class PromptEditor {
         ctx.textBaseline = "alphabetic";
       }
     }
-    if (prompts.error) {
-      ctx.fillStyle = "#e74c3c";
-      ctx.font = "12px sans-serif";
-      ctx.fillText(`cannot read the prompt text: ${prompts.error}`, 8, 16, width - 16);
-    }
+    if (prompts.error) drawMessage(ctx, `cannot read the prompt text: ${prompts.error}`, width, "#e74c3c", 16);
     this.view.footer.textContent = `frame ${index}${this.frame ? ` of ${this.frame.count}` : ""} · ${at.width}x${at.height} · ${HINT}`;
   }
 
@@ -198,10 +184,4 @@ class PromptEditor {
   }
 }
 
-app.registerExtension({
-  name: "HarmoVid.SAM2Prompts",
-  async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData?.name !== NODE) return;
-    addNodeWidget(nodeType, "harmovidPrompts", (node) => new PromptEditor(node), 360);
-  },
-});
+registerNodeWidget("HarmoVid.SAM2Prompts", NODE, "harmovidPrompts", (node) => new PromptEditor(node), 360);
