@@ -38,11 +38,16 @@ def _uint8(array: np.ndarray) -> np.ndarray:
     return np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def _overlay(base: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    alpha = mask[..., None] * OVERLAY_OPACITY
+    return base * (1.0 - alpha) + OVERLAY_COLOUR * alpha
+
+
 def mask_overlay(frame: Optional[torch.Tensor], mask: torch.Tensor) -> np.ndarray:
     """``[H, W]`` mask drawn over an ``[H, W, 3]`` frame (or over black without one) -> float32 RGB."""
-    alpha = mask.detach().cpu().float().numpy()[..., None] * OVERLAY_OPACITY
-    base = frame.detach().cpu().float().numpy() if frame is not None else np.zeros((*alpha.shape[:2], 3), np.float32)
-    return base * (1.0 - alpha) + OVERLAY_COLOUR * alpha
+    mask = mask.detach().cpu().float().numpy()
+    base = frame.detach().cpu().float().numpy() if frame is not None else np.zeros((*mask.shape, 3), np.float32)
+    return _overlay(base, mask)
 
 
 def mask_layer(mask: torch.Tensor, max_side: int = PREVIEW_SIDE) -> np.ndarray:
@@ -67,8 +72,11 @@ def preview_frames(
     total = (frames if frames is not None else mask).shape[0]
     indices = preview_indices(total, count)
     pictures = []
-    for index in indices:
-        frame = frames[index] if frames is not None else None
-        picture = mask_overlay(frame, mask[index]) if mask is not None else frame.detach().cpu().float().numpy()
-        pictures.append(_uint8(_small(picture, max_side)))
+    for index in indices:  # scaled down first: the overlay is drawn on the small picture
+        mask_small = _small(mask[index].detach().cpu().float().numpy(), max_side) if mask is not None else None
+        if frames is not None:
+            picture = _small(frames[index].detach().cpu().float().numpy(), max_side)
+        else:
+            picture = np.zeros((*mask_small.shape, 3), np.float32)
+        pictures.append(_uint8(_overlay(picture, mask_small) if mask_small is not None else picture))
     return indices, pictures

@@ -166,14 +166,25 @@ def frame_index(text: str) -> int:
     return index
 
 
-def frame_png(path: Path, index: int, cutout: bool = False):
-    """Frame ``index`` of the clip at ``path`` as PNG bytes, and the clip's ``VideoInfo``.
+# Longest side of the frames the route serves (the widgets draw them a few hundred pixels wide; the
+# clip's own size comes in the headers, so prompts stay in its pixels).
+FRAME_SIDE = 1024
 
-    ``cutout`` adds the built-in segmenter's person mask as the alpha channel (the Composite preview's
-    foreground)."""
+
+def encode_picture(picture):
+    """uint8 ``[h, w, 3]`` -> (JPEG bytes, "jpg"); ``[h, w, 4]`` -> (PNG bytes, "png"), alpha kept."""
     import cv2
-    import numpy as np
 
+    if picture.shape[-1] == 4:
+        return cv2.imencode(".png", picture[..., [2, 1, 0, 3]])[1].tobytes(), "png"
+    return cv2.imencode(".jpg", picture[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(), "jpg"
+
+
+def frame_picture(path: Path, index: int, cutout: bool = False):
+    """Frame ``index`` of the clip at ``path``, scaled down to ``FRAME_SIDE``: (bytes, "jpg" or "png",
+    the clip's ``VideoInfo``). ``cutout`` adds the built-in segmenter's person mask as the alpha
+    channel (the Composite preview's foreground), as PNG."""
+    from comfy_harmovid import previews
     from comfy_harmovid.io import probe_video, read_video
     from comfy_harmovid.segment import segment_portrait
 
@@ -184,18 +195,18 @@ def frame_png(path: Path, index: int, cutout: bool = False):
     if index >= info.frame_count:
         raise RequestError(400, f"index {index} is past the last frame of {path.name} (frames 0..{info.frame_count - 1}).")
     frame = read_video(path, start=index, max_frames=1).frames
-    pixels = np.clip(frame[0].numpy() * 255.0 + 0.5, 0, 255).astype(np.uint8)[..., ::-1]  # RGB -> BGR
-    if cutout:
-        try:
-            alpha = segment_portrait(frame, temporal_smoothing=0.0, soft=True)[0].numpy()
-        except HarmoVidError as error:  # the built-in segmenter is not installed
-            raise RequestError(501, f"no person cut-out: {error}") from None
-        pixels = np.dstack([pixels, np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)])
-    return cv2.imencode(".png", pixels)[1].tobytes(), info
+    if not cutout:
+        return (*encode_picture(previews.preview_frames(frame, max_side=FRAME_SIDE)[1][0]), info)
+    try:
+        alpha = segment_portrait(frame, temporal_smoothing=0.0, soft=True)[0]
+    except HarmoVidError as error:  # the built-in segmenter is not installed
+        raise RequestError(501, f"no person cut-out: {error}") from None
+    return (*encode_picture(previews.cutout(frame[0], alpha, max_side=FRAME_SIDE)), info)
 
 
 async def serve_frame(request):
-    """GET FRAME_ROUTE?filename=&subfolder=&index=&cutout=1 -> PNG of that frame of an input clip.
+    """GET FRAME_ROUTE?filename=&subfolder=&index=&cutout=1 -> that frame of an input clip (JPEG, or
+    PNG with the person's alpha for a cut-out), at most FRAME_SIDE pixels on its longest side.
 
     The clip's frame count, width and height come back in ``X-HarmoVid-Frame-Count``,
     ``X-HarmoVid-Width`` and ``X-HarmoVid-Height``; refusals are plain-text 4xx answers."""
@@ -208,12 +219,12 @@ async def serve_frame(request):
         path = input_file(query.get("filename", ""), query.get("subfolder", ""))
         index = frame_index(query.get("index", "0"))
         cutout = query.get("cutout", "") in ("1", "true")
-        png, info = await asyncio.get_running_loop().run_in_executor(None, frame_png, path, index, cutout)
+        body, kind, info = await asyncio.get_running_loop().run_in_executor(None, frame_picture, path, index, cutout)
     except RequestError as error:
         return web.Response(status=error.status, text=str(error))
     headers = {"X-HarmoVid-Frame-Count": str(info.frame_count), "X-HarmoVid-Width": str(info.width),
                "X-HarmoVid-Height": str(info.height), "Cache-Control": "no-store"}
-    return web.Response(body=png, content_type="image/png", headers=headers)
+    return web.Response(body=body, content_type="image/png" if kind == "png" else "image/jpeg", headers=headers)
 
 
 def register_routes() -> None:
@@ -242,8 +253,6 @@ def save_pictures(pictures, name: str) -> list:
     there is no preview folder (outside ComfyUI)."""
     import uuid
 
-    import cv2
-
     from comfy_harmovid.atomic import atomic_output
 
     folder = preview_directory()
@@ -252,12 +261,10 @@ def save_pictures(pictures, name: str) -> list:
     run = uuid.uuid4().hex[:12]
     references = []
     for number, picture in enumerate(pictures):
-        rgba = picture.shape[-1] == 4
-        filename = f"{name}_{run}_{number:03d}.{'png' if rgba else 'jpg'}"
-        bgr = picture[..., [2, 1, 0, 3]] if rgba else picture[..., ::-1]
-        encoded = cv2.imencode(".png" if rgba else ".jpg", bgr, [] if rgba else [cv2.IMWRITE_JPEG_QUALITY, 88])[1]
+        encoded, extension = encode_picture(picture)
+        filename = f"{name}_{run}_{number:03d}.{extension}"
         with atomic_output(folder / PREVIEW_SUBFOLDER / filename) as partial:
-            partial.write_bytes(encoded.tobytes())
+            partial.write_bytes(encoded)
         references.append({"filename": filename, "subfolder": PREVIEW_SUBFOLDER, "type": "temp"})
     return references
 
