@@ -103,7 +103,9 @@ class HarmoVidComposite:
         "different resolutions, lengths (shortest / loop / ping-pong / hold) and frame rates (resampled "
         "by time; the output runs at the background's frame rate). The foreground's soft edge is "
         "cleaned of its old background colour (decontaminate). Outputs the composite, the placed alpha "
-        "and the background frames aligned with it, all at background size."
+        "and the background frames aligned with it, all at background size. The preview in the node "
+        "shows the person on the first background frame: drag them to move, drag the corner or use the "
+        "wheel to scale."
     )
     CATEGORY = "HarmoVid"
     FUNCTION = "composite"

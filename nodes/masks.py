@@ -31,7 +31,10 @@ class HarmoVidSAM2Mask:
         "Masks the person in a clip (1 = person). The built-in segmenter needs no download and is made "
         "stable over time; with a SAM 2 checkpoint in models/sam2 (e.g. sam2.1_hiera_base_plus.safetensors) "
         "the person is tracked through the clip from points or a box on one frame, or, with no prompt, "
-        "from the built-in segmenter's person on that frame. Feed the mask to Pseudo-Alpha for a soft edge."
+        "from the built-in segmenter's person on that frame. With the built-in model the points and box "
+        "choose among the people it finds (kept by a point or the box, dropped by a negative point), followed "
+        "through the clip. Click on the frame shown in the node to add points (shift-click: not the person, "
+        "drag: box). Feed the mask to Pseudo-Alpha for a soft edge."
     )
     CATEGORY = "HarmoVid"
     FUNCTION = "segment"
