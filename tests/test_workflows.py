@@ -248,6 +248,10 @@ def test_sam2_point_prompts_names_the_missing_checkpoint_and_runs_with_the_built
         run_api_graph(graph, StandIns(small_clips, tmp_path / "output"))
     # No SAM 2 weights here (the real configs need 1024-pixel inputs): run the same graph on the built-in model.
     graph = apply_assignments(graph, [Assignment("3", "model", "built-in (MediaPipe)")])
+    # Its prompts mean something there too: the example's points are for a 512-pixel clip, not these.
+    with pytest.raises(HarmoVidError, match=r"point \[256.0, 170.0\] is outside the 80x64 frame"):
+        run_api_graph(graph, StandIns(small_clips, tmp_path / "output"))
+    graph = apply_assignments(graph, [Assignment("3", "points", ""), Assignment("3", "negative_points", "")])
     stand_ins = StandIns(small_clips, tmp_path / "output")
     results = run_api_graph(graph, stand_ins)
     mask = results["3"][0]
