@@ -14,6 +14,7 @@ import torch
 
 from comfy_harmovid import locations
 from comfy_harmovid.errors import HarmoVidError
+from comfy_harmovid.segment.prompts import Prompts
 
 try:  # ComfyUI present: use its services.
     import comfy.model_management as _model_management
@@ -156,19 +157,21 @@ def input_file(filename: str, subfolder: str = "") -> Path:
     return path
 
 
-def frame_index(text: str) -> int:
+def frame_index(text: str, name: str = "index") -> int:
     try:
         index = int(text)
     except (TypeError, ValueError):
-        raise RequestError(400, f"index {text!r} is not a frame number (0, 1, 2, ...).") from None
+        raise RequestError(400, f"{name} {text!r} is not a frame number (0, 1, 2, ...).") from None
     if index < 0:
-        raise RequestError(400, f"index {index} is negative; frames count from 0.")
+        raise RequestError(400, f"{name} {index} is negative; frames count from 0.")
     return index
 
 
 # Longest side of the frames the route serves (the widgets draw them a few hundred pixels wide; the
 # clip's own size comes in the headers, so prompts stay in its pixels).
 FRAME_SIDE = 1024
+# Farthest a cut-out frame may be from the prompt frame whose people it follows (frames decoded per request).
+MAX_PROMPT_SPAN = 64
 
 
 def encode_picture(picture):
@@ -180,10 +183,11 @@ def encode_picture(picture):
     return cv2.imencode(".jpg", picture[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(), "jpg"
 
 
-def frame_picture(path: Path, index: int, cutout: bool = False):
+def frame_picture(path: Path, index: int, cutout: bool = False, prompts=None, prompt_frame: int = 0):
     """Frame ``index`` of the clip at ``path``, scaled down to ``FRAME_SIDE``: (bytes, "jpg" or "png",
     the clip's ``VideoInfo``). ``cutout`` adds the built-in segmenter's person mask as the alpha
-    channel (the Composite preview's foreground), as PNG."""
+    channel (the Composite preview's foreground), as PNG; with ``prompts`` (a SAM2 Mask's points and box
+    on ``prompt_frame``) only the people they pick, followed from that frame to this one."""
     from comfy_harmovid import previews
     from comfy_harmovid.io import probe_video, read_video
     from comfy_harmovid.segment import segment_portrait
@@ -192,21 +196,30 @@ def frame_picture(path: Path, index: int, cutout: bool = False):
         info = probe_video(path)
     except HarmoVidError as error:
         raise RequestError(415, f"{path.name} is not a video or image this pack can read: {error}") from None
-    if index >= info.frame_count:
-        raise RequestError(400, f"index {index} is past the last frame of {path.name} (frames 0..{info.frame_count - 1}).")
-    frame = read_video(path, start=index, max_frames=1).frames
+    for name, value in (("index", index), ("prompt_frame", prompt_frame)):
+        if value >= info.frame_count:
+            raise RequestError(400, f"{name} {value} is past the last frame of {path.name} (frames 0..{info.frame_count - 1}).")
     if not cutout:
+        frame = read_video(path, start=index, max_frames=1).frames
         return (*encode_picture(previews.preview_frames(frame, max_side=FRAME_SIDE)[1][0]), info)
+    first = min(index, prompt_frame) if prompts else index
+    last = max(index, prompt_frame) if prompts else index
+    if last - first >= MAX_PROMPT_SPAN:
+        raise RequestError(400, f"prompt_frame {prompt_frame} is more than {MAX_PROMPT_SPAN} frames from frame {index}; "
+                                "the preview follows the prompted person only that far.")
+    frames = read_video(path, start=first, max_frames=last - first + 1).frames
     try:
-        alpha = segment_portrait(frame, temporal_smoothing=0.0, soft=True)[0]
-    except HarmoVidError as error:  # the built-in segmenter is not installed
-        raise RequestError(501, f"no person cut-out: {error}") from None
-    return (*encode_picture(previews.cutout(frame[0], alpha, max_side=FRAME_SIDE)), info)
+        alpha = segment_portrait(frames, temporal_smoothing=0.0, soft=True, prompts=prompts,
+                                 prompt_frame=prompt_frame - first)[index - first]
+    except HarmoVidError as error:  # prompts that pick nobody, or the built-in segmenter not installed
+        raise RequestError(400 if prompts else 501, f"no person cut-out: {error}") from None
+    return (*encode_picture(previews.cutout(frames[index - first], alpha, max_side=FRAME_SIDE)), info)
 
 
 async def serve_frame(request):
     """GET FRAME_ROUTE?filename=&subfolder=&index=&cutout=1 -> that frame of an input clip (JPEG, or
-    PNG with the person's alpha for a cut-out), at most FRAME_SIDE pixels on its longest side.
+    PNG with the person's alpha for a cut-out), at most FRAME_SIDE pixels on its longest side. A cut-out
+    may name the people to keep as SAM2 Mask does: points=&negative_points=&box=&prompt_frame=.
 
     The clip's frame count, width and height come back in ``X-HarmoVid-Frame-Count``,
     ``X-HarmoVid-Width`` and ``X-HarmoVid-Height``; refusals are plain-text 4xx answers."""
@@ -219,7 +232,13 @@ async def serve_frame(request):
         path = input_file(query.get("filename", ""), query.get("subfolder", ""))
         index = frame_index(query.get("index", "0"))
         cutout = query.get("cutout", "") in ("1", "true")
-        body, kind, info = await asyncio.get_running_loop().run_in_executor(None, frame_picture, path, index, cutout)
+        try:
+            prompts = Prompts.parse(query.get("points", ""), query.get("negative_points", ""), query.get("box", ""))
+        except HarmoVidError as error:
+            raise RequestError(400, str(error)) from None
+        prompt_frame = frame_index(query.get("prompt_frame", "0"), "prompt_frame")
+        body, kind, info = await asyncio.get_running_loop().run_in_executor(
+            None, frame_picture, path, index, cutout, prompts, prompt_frame)
     except RequestError as error:
         return web.Response(status=error.status, text=str(error))
     headers = {"X-HarmoVid-Frame-Count": str(info.frame_count), "X-HarmoVid-Width": str(info.width),

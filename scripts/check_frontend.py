@@ -18,8 +18,9 @@ widgets as a person would, on the built-in harmonization workflow: clicks and sh
 Mask frame (points appear in the widgets), drags the person in the Composite preview (x and y change),
 checks that the front end's API export carries those values, queues it and waits for success (after
 clearing the server's cache with POST /free, so every node runs), then checks the previews the run left
-in the nodes. Screenshots: widget-sam2-points.png, widget-composite-placement.png,
-widget-sam2-mask-after-run.png, widget-previews.png.
+in the nodes (--person-point says where the person to click is, e.g. one of two). Screenshots:
+widget-sam2-points.png, widget-composite-placement.png, widget-sam2-mask-after-run.png,
+widget-previews.png, widget-composite-after-run.png.
 Needs `pip install playwright` and a Chromium (Debian: apt-get install chromium).
 """
 
@@ -147,8 +148,10 @@ def screenshot_node(page, node_type: str, path: Path) -> dict:
     return box
 
 
-def check_widgets(page, url: str, workflows: Path, screenshots: Path, run_seconds: float) -> list:
-    """Use the canvas widgets on the built-in workflow as a person would; problems found (empty = all good)."""
+def check_widgets(page, url: str, workflows: Path, screenshots: Path, run_seconds: float, person_point=None) -> list:
+    """Use the canvas widgets on the built-in workflow as a person would; problems found (empty = all good).
+
+    ``person_point`` (x, y) is where the SAM2 Mask click goes, in pixels of the person clip's first frame."""
     problems = []
     page.evaluate(LOAD_AND_INSPECT, [json.loads((workflows / INTERACTIVE_WORKFLOW).read_text()), INTERACTIVE_WORKFLOW])
     close_dialogs(page)
@@ -161,10 +164,13 @@ def check_widgets(page, url: str, workflows: Path, screenshots: Path, run_second
     except Exception:  # noqa: BLE001 - reported as a problem below
         return ["SAM2 Mask: the prompt frame of the uploaded clip never appeared in the node"]
     area = frame.bounding_box()
-    centre = (area["x"] + area["width"] / 2, area["y"] + area["height"] / 2)
-    page.mouse.click(centre[0], centre[1] - area["height"] * 0.15)  # the face of a centred portrait
+    at = page.evaluate("() => { const e = app.graph._nodes.find((n) => n.type === 'HarmoVidSAM2Mask').harmovidPrompts;"
+                       " const l = e.layout(); return { left: l.left, top: l.top, scale: l.scale, width: l.width, height: l.height }; }")
+    on_page = lambda x, y: (area["x"] + at["left"] + x * at["scale"], area["y"] + at["top"] + y * at["scale"])  # noqa: E731
+    person = person_point or (at["width"] / 2, at["height"] * 0.35)  # default: the face of a centred portrait
+    page.mouse.click(*on_page(*person))
     page.keyboard.down("Shift")
-    page.mouse.click(area["x"] + area["width"] * 0.5 - area["height"] * 0.45, area["y"] + 8)  # top-left of the frame
+    page.mouse.click(*on_page(4, 4))  # the top-left corner: not the person
     page.keyboard.up("Shift")
     page.wait_for_timeout(300)
     sam2 = page.evaluate(WIDGET_VALUES, "HarmoVidSAM2Mask")
@@ -224,6 +230,7 @@ def check_widgets(page, url: str, workflows: Path, screenshots: Path, run_second
     if slider["frames"] < 2 or slider["max"] != slider["frames"] - 1:
         problems.append(f"Lighting Deflicker preview: {slider['frames']} frames, slider up to {slider['max']}")
     screenshot_node(page, "HarmoVidLightingDeflicker", screenshots / "widget-previews.png")
+    screenshot_node(page, "HarmoVidComposite", screenshots / "widget-composite-after-run.png")
     return problems
 
 
@@ -271,6 +278,9 @@ def main() -> int:
     parser.add_argument("--sample-background", type=Path,
                         help="Upload this clip under the background input names instead (background.mp4); with "
                              "--sample-video this also turns on the widget check, which runs the built-in workflow.")
+    parser.add_argument("--person-point", type=lambda text: tuple(float(v) for v in text.split(",")),
+                        help="X,Y in pixels of the person clip where the widget check clicks the person (default: "
+                             "the middle, a little above centre); e.g. one of two people.")
     parser.add_argument("--run-timeout", type=float, default=600.0, help="Seconds the widget check's run may take.")
     parser.add_argument("--timeout", type=float, default=60.0, help="Seconds to wait for the front end to start.")
     args = parser.parse_args()
@@ -313,7 +323,8 @@ def main() -> int:
             failures += bool(problems)
         widget_problems = None
         if args.sample_video and args.sample_background:
-            widget_problems = check_widgets(page, args.url, args.workflows, args.screenshots, args.run_timeout)
+            widget_problems = check_widgets(page, args.url, args.workflows, args.screenshots, args.run_timeout,
+                                            args.person_point)
         browser.close()
     print(f"{len(files) - failures} of {len(files)} workflows open cleanly in the front end at {args.url}")
     if widget_problems is None:

@@ -7,6 +7,7 @@ import os
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from comfy_harmovid.io import write_video
 from conftest import make_portrait_clip
@@ -83,6 +84,9 @@ def test_cutout_adds_the_person_mask_as_alpha(input_dir):
         ({"filename": "/etc/passwd", "index": "0"}, 400, "absolute"),
         ({"index": "0"}, 400, "filename is missing"),
         ({"filename": "notes.txt", "index": "0"}, 415, "not a video"),
+        ({"filename": "person.mkv", "subfolder": "clips", "cutout": "1", "points": "abc; 1,"}, 400, "is not a point"),
+        ({"filename": "person.mkv", "subfolder": "clips", "cutout": "1", "points": "5,5", "prompt_frame": "9"}, 400,
+         "prompt_frame 9 is past the last frame"),
     ],
 )
 def test_bad_requests_get_a_clear_4xx(input_dir, query, status, words):
@@ -95,3 +99,20 @@ def test_a_symlink_out_of_the_input_folder_is_refused(input_dir, tmp_path):
     os.symlink(tmp_path / "secret.mkv", folder / "link.mkv")
     status, _, body = get({"filename": "link.mkv", "index": "0"})
     assert status == 403 and "outside" in body.decode(), f"{status} {body.decode()!r}"
+
+
+def test_a_cutout_keeps_only_the_people_the_prompts_pick(tmp_path, monkeypatch, dev_data):
+    pytest.importorskip("mediapipe", reason="the built-in segmenter makes the cut-out")
+    from comfy_harmovid.io import read_video
+
+    folder = tmp_path / "input"
+    left = read_video(dev_data / "people/lav_man2.mp4", max_frames=3).frames[:, ::2, ::2]
+    right = read_video(dev_data / "people/lav_man4.mp4", max_frames=3).frames[:, ::2, ::2]
+    gap = torch.full((3, 256, 96, 3), 0.8)
+    write_video(folder / "two.mkv", torch.cat([left, gap, right], dim=2), 8)
+    monkeypatch.setattr(comfy_adapter, "input_directory", lambda: folder)
+    both = decode(get({"filename": "two.mkv", "index": "0", "cutout": "1"})[2])[..., 3]
+    status, _, body = get({"filename": "two.mkv", "index": "0", "cutout": "1", "points": "470,120", "prompt_frame": "2"})
+    picked = decode(body)[..., 3]
+    assert status == 200 and both[:, :260].mean() > 50 and both[:, 350:].mean() > 50, "the plain cut-out lost someone"
+    assert picked[:, :300].max() == 0 and picked[:, 350:].mean() > 50, "the cut-out did not keep only the clicked person"

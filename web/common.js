@@ -51,9 +51,10 @@ function loadImage(url) {
 }
 
 // Frame `index` of an uploaded clip: {image, count, width, height}, or {error} with the route's message.
-export async function fetchFrame(source, index, cutout = false) {
-  const query = new URLSearchParams({ filename: source.filename, subfolder: source.subfolder, index: String(index) });
-  if (cutout) query.set("cutout", "1");
+// A cut-out keeps the person (the people `prompts` pick: SAM2 Mask's widget texts) as the alpha.
+export async function fetchFrame(source, index, cutout = false, prompts = null) {
+  const query = new URLSearchParams({ filename: source.filename, subfolder: source.subfolder, index: String(index),
+                                      ...(cutout ? { cutout: "1", ...(prompts ?? {}) } : {}) });
   const response = await api.fetchApi(`${FRAME_ROUTE}?${query}`);
   if (!response.ok) return { error: (await response.text()) || `HTTP ${response.status}` };
   const url = URL.createObjectURL(await response.blob());

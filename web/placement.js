@@ -36,16 +36,33 @@ class PlacementPreview {
     return { scale: Number(value("scale", 1)), x: Number(value("x", 0)), y: Number(value("y", 0)), anchor: value("anchor", "bottom-center") };
   }
 
-  // Fetch frame 0 of each uploaded clip when the connections change; a run's own layers win until then.
+  // The SAM2 Mask (built-in model) that the alpha comes from, through nodes such as Pseudo-Alpha: its
+  // prompts pick the people in the cut-out as they will in the run.
+  prompts() {
+    let node = this.node, slot = node.findInputSlot?.("alpha") ?? -1;
+    for (let hop = 0; hop < 8 && slot >= 0 && node; hop++) {
+      node = node.getInputNode?.(slot);
+      if (node?.type === "HarmoVidSAM2Mask") {
+        if (!String(widget(node, "model")?.value ?? "").startsWith("built-in")) return null;
+        return Object.fromEntries(["points", "negative_points", "box", "prompt_frame"].map((name) => [name, String(widget(node, name)?.value ?? "")]));
+      }
+      slot = node?.findInputSlot?.("mask") ?? -1;
+    }
+    return null;
+  }
+
+  // Fetch frame 0 of each uploaded clip when the connections or prompts change; a run's own layers win until then.
   refresh() {
     for (const [layer, cutout] of [["foreground", true], ["background", false]]) {
       const source = sourceFile(this.node, layer);
-      const key = sourceKey(source, 0, cutout);
+      const prompts = cutout ? this.prompts() : null;
+      const key = sourceKey(source, 0, cutout) + JSON.stringify(prompts);
       if (key === this.keys[layer]) continue;
       this.keys[layer] = key;
       this.fromRun = false;
       if (!source) continue;
-      fetchFrame(source, 0, cutout).then((frame) => {
+      // Prompts that pick nobody on this clip (yet) leave the plain cut-out.
+      fetchFrame(source, 0, cutout, prompts).then((frame) => (frame.error && prompts ? fetchFrame(source, 0, cutout) : frame)).then((frame) => {
         if (this.keys[layer] !== key || this.fromRun || frame.error) return;
         this.layers[layer] = frame.image;
         this.view.redraw();
