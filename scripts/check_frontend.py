@@ -166,7 +166,10 @@ def check_widgets(page, url: str, workflows: Path, screenshots: Path, run_second
     area = frame.bounding_box()
     at = page.evaluate("() => { const e = app.graph._nodes.find((n) => n.type === 'HarmoVidSAM2Mask').harmovidPrompts;"
                        " const l = e.layout(); return { left: l.left, top: l.top, scale: l.scale, width: l.width, height: l.height }; }")
-    on_page = lambda x, y: (area["x"] + at["left"] + x * at["scale"], area["y"] + at["top"] + y * at["scale"])  # noqa: E731
+
+    def on_page(x, y):  # frame pixels -> page position
+        return area["x"] + at["left"] + x * at["scale"], area["y"] + at["top"] + y * at["scale"]
+
     person = person_point or (at["width"] / 2, at["height"] * 0.35)  # default: the face of a centred portrait
     page.mouse.click(*on_page(*person))
     page.keyboard.down("Shift")

@@ -29,6 +29,13 @@ def _regions(binary: np.ndarray) -> Tuple[int, np.ndarray]:
     return count, labels
 
 
+def _pick(labels: np.ndarray, count: int, chosen) -> np.ndarray:
+    """Bool mask of the regions whose labels are in ``chosen`` (a lookup table: one pass over the pixels)."""
+    table = np.zeros(count, bool)
+    table[[label for label in chosen if label > 0]] = True
+    return table[labels]
+
+
 def _region_at(labels: np.ndarray, point, reach: int) -> int:
     """Label of the region under ``point`` (x, y), else of the nearest one within ``reach`` pixels, else 0."""
     x, y = int(round(point[0])), int(round(point[1]))
@@ -82,7 +89,7 @@ def pick_on_prompt_frame(binary: np.ndarray, prompts: Prompts, frame_index: int 
     else:  # only negative points: everyone else stays
         kept = set(range(1, count))
     kept -= {_region_at(labels, point, reach) for point in prompts.negative}
-    return np.isin(labels, sorted(kept)) & (labels > 0)
+    return _pick(labels, count, kept)
 
 
 def follow(binary: np.ndarray, kept: np.ndarray, dropped: np.ndarray) -> np.ndarray:
@@ -91,18 +98,7 @@ def follow(binary: np.ndarray, kept: np.ndarray, dropped: np.ndarray) -> np.ndar
     count, labels = _regions(binary)
     on_kept = np.bincount(labels[kept].ravel(), minlength=count)
     on_dropped = np.bincount(labels[dropped].ravel(), minlength=count)
-    chosen = np.nonzero(on_kept > on_dropped)[0]
-    return np.isin(labels, chosen[chosen > 0])
-
-
-def _carry(binary: np.ndarray, order, start: int, out: np.ndarray) -> None:
-    """Follow the choice on frame ``start`` through the frames in ``order``; a frame where the kept
-    people vanish (a missed detection) leaves the last frame that had them as the reference."""
-    kept, dropped = out[start], binary[start] & ~out[start]
-    for index in order:
-        out[index] = follow(binary[index], kept, dropped) if kept.any() else False
-        if out[index].any():
-            kept, dropped = out[index], binary[index] & ~out[index]
+    return _pick(labels, count, np.nonzero(on_kept > on_dropped)[0])
 
 
 def select_prompted_people(
@@ -117,18 +113,39 @@ def select_prompted_people(
 
     ``masks`` is binary, or a probability when ``soft`` (people are where it exceeds ``threshold``;
     the probability is kept in a thin margin around each kept person). No prompts: ``masks`` as is.
+    Works frame by frame: besides the result, only a few frames are held.
     """
     if not prompts:
         return masks
     total = masks.shape[0]
     check_prompt_frame(prompt_frame, total)
-    binary = masks.detach().cpu().float().numpy() > threshold
-    kept = np.zeros_like(binary)
-    kept[prompt_frame] = pick_on_prompt_frame(binary[prompt_frame], prompts, prompt_frame)
-    _carry(binary, range(prompt_frame + 1, total), prompt_frame, kept)
-    _carry(binary, range(prompt_frame - 1, -1, -1), prompt_frame, kept)
+    on_cpu = masks.detach().cpu()
+    out = torch.empty_like(masks)
+    buffer = np.empty(masks.shape[1:], np.float32)
+    grow = None
     if soft:
-        size = 2 * max(1, round(SOFT_MARGIN * max(binary.shape[1:]))) + 1
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-        kept = np.stack([cv2.dilate(frame.astype(np.uint8), kernel) > 0 for frame in kept])
-    return masks * torch.from_numpy(kept).to(masks.device, masks.dtype)
+        size = 2 * max(1, round(SOFT_MARGIN * max(masks.shape[1:]))) + 1
+        grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+
+    def people(index: int) -> np.ndarray:
+        return on_cpu[index].float().numpy() > threshold
+
+    def keep(index: int, kept: np.ndarray) -> None:
+        region = cv2.dilate(kept.astype(np.uint8), grow) > 0 if grow is not None else kept
+        np.multiply(on_cpu[index].float().numpy(), region, out=buffer)
+        out[index].copy_(torch.from_numpy(buffer))
+
+    first = people(prompt_frame)
+    chosen = pick_on_prompt_frame(first, prompts, prompt_frame)
+    keep(prompt_frame, chosen)
+    for order in (range(prompt_frame + 1, total), range(prompt_frame - 1, -1, -1)):
+        # A frame where the kept people vanish (a missed detection) leaves the last frame that had them
+        # as the reference for the next one.
+        kept, dropped = chosen, first & ~chosen
+        for index in order:
+            binary = people(index)
+            current = follow(binary, kept, dropped) if kept.any() else np.zeros_like(binary)
+            keep(index, current)
+            if current.any():
+                kept, dropped = current, binary & ~current
+    return out
