@@ -18,6 +18,16 @@ from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 from nodes import comfy_adapter  # noqa: E402
 
 
+def needs_builtin_segmenter():
+    from comfy_harmovid.errors import HarmoVidError
+    from comfy_harmovid.segment.mediapipe_model import require_mediapipe
+
+    try:
+        require_mediapipe()
+    except HarmoVidError as error:
+        pytest.skip(f"the built-in segmenter makes the cut-out: {error}")
+
+
 @pytest.fixture
 def input_dir(tmp_path, monkeypatch):
     folder = tmp_path / "input"
@@ -65,7 +75,7 @@ def test_a_large_frame_is_scaled_down_but_the_headers_keep_its_size(input_dir, m
 
 
 def test_cutout_adds_the_person_mask_as_alpha(input_dir):
-    pytest.importorskip("mediapipe", reason="the built-in segmenter makes the cut-out")
+    needs_builtin_segmenter()
     status, _, body = get({"filename": "person.mkv", "subfolder": "clips", "index": "0", "cutout": "1"})
     image = decode(body)
     assert status == 200 and image.shape == (48, 64, 4), f"{status} {getattr(image, 'shape', None)}"
@@ -102,7 +112,7 @@ def test_a_symlink_out_of_the_input_folder_is_refused(input_dir, tmp_path):
 
 
 def test_a_cutout_keeps_only_the_people_the_prompts_pick(tmp_path, monkeypatch, dev_data):
-    pytest.importorskip("mediapipe", reason="the built-in segmenter makes the cut-out")
+    needs_builtin_segmenter()
     from comfy_harmovid.io import read_video
 
     folder = tmp_path / "input"
