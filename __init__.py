@@ -21,4 +21,8 @@ else:
     # name is not a Python name (e.g. "comfy-harmovid"); the repository root is then on sys.path.
     from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+# The canvas widgets (points on the SAM2 Mask frame, dragging the person in Composite, previews):
+# plain JavaScript modules ComfyUI's front end loads from here.
+WEB_DIRECTORY = "./web"
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -10,6 +10,7 @@ import pkgutil
 from . import comfy_adapter
 
 comfy_adapter.register_model_folders()
+comfy_adapter.register_routes()
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}

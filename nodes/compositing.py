@@ -2,6 +2,7 @@
 
 from comfy_harmovid.alpha import pseudo_alpha
 from comfy_harmovid.composite import ANCHORS, LENGTH_POLICIES, composite
+from comfy_harmovid.previews import cutout, preview_frames
 
 from . import comfy_adapter
 
@@ -82,7 +83,18 @@ class HarmoVidPseudoAlpha:
             progress=comfy_adapter.progress(),
             chunk_frames=CHUNK_FRAMES,
         )
-        return (alpha.to(comfy_adapter.offload_device()),)
+        alpha = alpha.to(comfy_adapter.offload_device())
+        return comfy_adapter.with_ui((alpha,), lambda: comfy_adapter.frame_previews(frames, alpha, name="alpha"))
+
+
+def placement_preview(foreground, alpha, background, composite) -> dict:
+    """What the Composite node shows: the result with a frame slider, and the layers its placement
+    preview moves by hand (the first foreground frame cut out by its alpha, the first background frame)."""
+    layers = {
+        "harmovid_foreground": comfy_adapter.save_pictures([cutout(foreground[0], alpha[0])], "foreground"),
+        "harmovid_background": comfy_adapter.save_pictures(preview_frames(background[:1])[1], "background"),
+    }
+    return {**comfy_adapter.frame_previews(composite, name="composite"), **layers}
 
 
 class HarmoVidComposite:
@@ -91,7 +103,9 @@ class HarmoVidComposite:
         "different resolutions, lengths (shortest / loop / ping-pong / hold) and frame rates (resampled "
         "by time; the output runs at the background's frame rate). The foreground's soft edge is "
         "cleaned of its old background colour (decontaminate). Outputs the composite, the placed alpha "
-        "and the background frames aligned with it, all at background size."
+        "and the background frames aligned with it, all at background size. The preview in the node "
+        "shows the person on the first background frame: drag them to move, drag the corner or use the "
+        "wheel to scale."
     )
     CATEGORY = "HarmoVid"
     FUNCTION = "composite"
@@ -216,7 +230,8 @@ class HarmoVidComposite:
             chunk_frames=CHUNK_FRAMES,
         )
         device = comfy_adapter.offload_device()
-        return (result.composite.to(device), result.alpha.to(device), result.background.to(device))
+        outputs = (result.composite.to(device), result.alpha.to(device), result.background.to(device))
+        return comfy_adapter.with_ui(outputs, lambda: placement_preview(foreground, alpha, background, outputs[0]))
 
 
 NODE_CLASS_MAPPINGS = {

@@ -78,7 +78,8 @@ class HarmoVidHarmoImFrames:
             progress=comfy_adapter.progress(),
             chunk_frames=CHUNK_FRAMES,
         )
-        return (out.to(comfy_adapter.offload_device()),)
+        out = out.to(comfy_adapter.offload_device())
+        return comfy_adapter.with_ui((out,), lambda: comfy_adapter.frame_previews(out, name="harmoim"))
 
 
 class HarmoVidLightingDeflicker:
@@ -136,7 +137,8 @@ class HarmoVidLightingDeflicker:
             strength=float(strength),
             progress=comfy_adapter.progress(),
         )
-        return (out.to(comfy_adapter.offload_device()),)
+        out = out.to(comfy_adapter.offload_device())
+        return comfy_adapter.with_ui((out,), lambda: comfy_adapter.frame_previews(out, name="deflicker"))
 
 
 NODE_CLASS_MAPPINGS = {

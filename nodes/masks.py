@@ -3,7 +3,8 @@
 import math
 
 from comfy_harmovid.segment import segment_portrait, segment_with_sam2
-from comfy_harmovid.segment.prompts import parse_box, parse_points
+from comfy_harmovid.previews import mask_layer, preview_frames
+from comfy_harmovid.segment.prompts import Prompts
 
 from . import comfy_adapter
 
@@ -12,12 +13,28 @@ BUILTIN = "built-in (MediaPipe)"
 CHUNK_FRAMES = 16
 
 
+def prompt_preview(frames, mask, prompt_frame: int) -> dict:
+    """What the SAM2 Mask node shows: its mask over the clip with a frame slider, and the prompt frame
+    and its mask as separate pictures for the points editor (the mask drawn over the frame it shows)."""
+    prompt_frame = min(prompt_frame, frames.shape[0] - 1)  # without prompts the built-in model ignores it
+    return {
+        **comfy_adapter.frame_previews(frames, mask, name="mask"),
+        "harmovid_prompt_frame": comfy_adapter.save_pictures(preview_frames(frames[prompt_frame : prompt_frame + 1])[1], "prompt"),
+        "harmovid_prompt_mask": comfy_adapter.save_pictures([mask_layer(mask[prompt_frame])], "prompt_mask"),
+        "harmovid_prompt_index": [prompt_frame],
+        "harmovid_prompt_size": [frames.shape[2], frames.shape[1]],  # the pixels the prompts are written in
+    }
+
+
 class HarmoVidSAM2Mask:
     DESCRIPTION = (
         "Masks the person in a clip (1 = person). The built-in segmenter needs no download and is made "
         "stable over time; with a SAM 2 checkpoint in models/sam2 (e.g. sam2.1_hiera_base_plus.safetensors) "
         "the person is tracked through the clip from points or a box on one frame, or, with no prompt, "
-        "from the built-in segmenter's person on that frame. Feed the mask to Pseudo-Alpha for a soft edge."
+        "from the built-in segmenter's person on that frame. With the built-in model the points and box "
+        "choose among the people it finds (kept by a point or the box, dropped by a negative point), followed "
+        "through the clip. Click on the frame shown in the node to add points (shift-click: not the person, "
+        "drag: box). Feed the mask to Pseudo-Alpha for a soft edge."
     )
     CATEGORY = "HarmoVid"
     FUNCTION = "segment"
@@ -45,7 +62,7 @@ class HarmoVidSAM2Mask:
                         "default": 0,
                         "min": 0,
                         "max": 100000,
-                        "tooltip": "SAM 2: the frame the points/box refer to; the mask is tracked forward and "
+                        "tooltip": "The frame the points/box refer to; the chosen person is tracked forward and "
                         "backward from it. Pick a frame where the person is clearly visible.",
                     },
                 ),
@@ -78,45 +95,51 @@ class HarmoVidSAM2Mask:
                     "STRING",
                     {
                         "default": "",
-                        "tooltip": "SAM 2: pixels on the person on prompt_frame, as 'x,y; x,y' (or the JSON "
-                        "[{\"x\":..,\"y\":..}] of point-editor nodes). Empty with no box = automatic.",
+                        "tooltip": "Pixels on the person on prompt_frame, as 'x,y; x,y' (or the JSON "
+                        "[{\"x\":..,\"y\":..}] of point-editor nodes); click on the frame in the node to add them. "
+                        "Built-in model: keeps the people clicked on and drops the others. Empty with no box = "
+                        "every person (built-in) or the most prominent one (SAM 2).",
                     },
                 ),
                 "negative_points": (
                     "STRING",
-                    {"default": "", "tooltip": "SAM 2: pixels that are NOT the person, as 'x,y; x,y'."},
+                    {"default": "", "tooltip": "Pixels that are NOT the person, as 'x,y; x,y' (shift-click on the "
+                     "frame). Built-in model: drops the people they fall on."},
                 ),
                 "box": (
                     "STRING",
-                    {"default": "", "tooltip": "SAM 2: box around the person on prompt_frame, 'x1,y1,x2,y2' pixels."},
+                    {"default": "", "tooltip": "Box around the person on prompt_frame, 'x1,y1,x2,y2' pixels (drag on the "
+                     "frame). Built-in model: keeps the people lying mostly inside it."},
                 ),
             },
         }
 
     def segment(self, frames, model, prompt_frame, threshold, temporal_smoothing, points="", negative_points="", box=""):
+        prompts = Prompts.parse(points, negative_points, box)  # malformed text fails with either model
         if model == BUILTIN:
             mask = segment_portrait(
                 frames,
                 threshold=float(threshold),
                 temporal_smoothing=float(temporal_smoothing),
+                prompts=prompts,
+                prompt_frame=int(prompt_frame),
                 progress=comfy_adapter.progress(),
                 chunk_size=CHUNK_FRAMES,
             )
         else:
-            positive = parse_points(points, "points")
-            negative = parse_points(negative_points, "negative_points")
             mask = segment_with_sam2(
                 frames,
                 checkpoint=comfy_adapter.resolve_model_path("sam2", model),
-                points=(positive + negative) or None,
-                point_labels=[1] * len(positive) + [0] * len(negative) or None,
-                box=parse_box(box),
+                points=(prompts.positive + prompts.negative) or None,
+                point_labels=[1] * len(prompts.positive) + [0] * len(prompts.negative) or None,
+                box=prompts.box,
                 prompt_frame=int(prompt_frame),
                 threshold=math.log(threshold / (1.0 - threshold)),  # SAM 2 thresholds logits
                 device=comfy_adapter.torch_device(),
                 progress=comfy_adapter.progress(),
             )
-        return (mask.to(comfy_adapter.offload_device()),)
+        mask = mask.to(comfy_adapter.offload_device())
+        return comfy_adapter.with_ui((mask,), lambda: prompt_preview(frames, mask, int(prompt_frame)))
 
 
 NODE_CLASS_MAPPINGS = {"HarmoVidSAM2Mask": HarmoVidSAM2Mask}

@@ -342,3 +342,14 @@ def test_large_replies_are_read_whole_and_oversized_ones_refused(servers, clips,
     monkeypatch.setattr("comfy_harmovid.batch.client.MAX_REPLY_BYTES", 100_000)
     with pytest.raises(HarmoVidError, match="over 100000 bytes"):
         run_batch(config_for(clips, [server], tmp_path / "out2"))
+
+
+def test_previews_in_a_history_entry_are_not_downloaded():
+    from comfy_harmovid.batch.client import output_items
+
+    entry = {"outputs": {
+        "5": {"harmovid_preview": [{"filename": "mask_1_000.jpg", "subfolder": "harmovid", "type": "temp"}],
+              "harmovid_preview_index": [0]},
+        "11": {"images": [{"filename": "out_00001_.mp4", "subfolder": "harmovid", "type": "output"}], "animated": [True]},
+    }}
+    assert [(node, item["filename"]) for node, item in output_items(entry)] == [("11", "out_00001_.mp4")]

@@ -25,6 +25,21 @@ print(len(module.NODE_CLASS_MAPPINGS), sorted(module.NODE_DISPLAY_NAME_MAPPINGS.
     assert int(result.stdout.split()[0]) == len(nodes.NODE_CLASS_MAPPINGS)
 
 
+def test_front_end_extension_is_served_from_the_pack_and_fetches_nothing_from_elsewhere():
+    import re
+
+    tree = ast.parse((ROOT / "__init__.py").read_text())
+    web = next(node.value.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+               and any(getattr(target, "id", "") == "WEB_DIRECTORY" for target in node.targets))
+    scripts = sorted((ROOT / web).glob("*.js"))
+    assert scripts, f"WEB_DIRECTORY {web!r} holds no JavaScript"
+    for script in scripts:
+        text = script.read_text()
+        assert not re.search(r"https?://", text), f"{script.name} names a web address: the extension must work offline"
+        for module in re.findall(r'^import .* from "([^"]+)";', text, re.MULTILINE):
+            assert module.startswith(("./", "../../scripts/")), f"{script.name} imports {module}: only the pack's own files and ComfyUI's"
+
+
 def test_root_init_also_imports_as_a_plain_module():
     # pytest imports the root __init__.py this way when the checkout's folder name is not a Python
     # name (CI may clone into "comfy-harmovid"): it must not fail on the relative import.

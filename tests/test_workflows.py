@@ -248,6 +248,10 @@ def test_sam2_point_prompts_names_the_missing_checkpoint_and_runs_with_the_built
         run_api_graph(graph, StandIns(small_clips, tmp_path / "output"))
     # No SAM 2 weights here (the real configs need 1024-pixel inputs): run the same graph on the built-in model.
     graph = apply_assignments(graph, [Assignment("3", "model", "built-in (MediaPipe)")])
+    # Its prompts mean something there too: the example's points are for a 512-pixel clip, not these.
+    with pytest.raises(HarmoVidError, match=r"point \[256.0, 170.0\] is outside the 80x64 frame"):
+        run_api_graph(graph, StandIns(small_clips, tmp_path / "output"))
+    graph = apply_assignments(graph, [Assignment("3", "points", ""), Assignment("3", "negative_points", "")])
     stand_ins = StandIns(small_clips, tmp_path / "output")
     results = run_api_graph(graph, stand_ins)
     mask = results["3"][0]
@@ -319,9 +323,23 @@ def test_listed_core_nodes_match_the_running_comfyui():
 
 
 @needs_comfyui
-def test_front_end_opens_every_workflow_without_warnings(tmp_path):
+def test_front_end_opens_every_workflow_and_its_widgets_work(tmp_path, dev_data):
+    """Every workflow opens cleanly; then, on uploaded clips, clicks on the SAM2 Mask frame become points,
+    a drag in the Composite preview changes x and y, the API export carries them and runs to success,
+    and the previews appear (scripts/check_frontend.py; screenshots in tmp_path)."""
     pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
+    # Two people side by side (the click picks the right one) over a canal scene, 8 small frames each.
+    people, scene = tmp_path / "two_people.mp4", tmp_path / "scene.mp4"
+    left = read_video(dev_data / "people/lav_man2.mp4", max_frames=8).frames[:, ::2, ::2]
+    right = read_video(dev_data / "people/lav_man4.mp4", max_frames=8).frames[:, ::2, ::2]
+    write_video(people, torch.cat([left, torch.full((8, 256, 96, 3), 0.8), right], dim=2), 8)
+    write_video(scene, read_video(dev_data / "backgrounds/dvp_venice_canal.mp4", max_frames=8).frames[:, ::4, ::4], 8)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "check_frontend.py"), "--url", COMFYUI_URL, "--screenshots", str(tmp_path)],
-        capture_output=True, text=True, timeout=300)
+        [sys.executable, str(ROOT / "scripts" / "check_frontend.py"), "--url", COMFYUI_URL, "--screenshots", str(tmp_path),
+         "--sample-video", str(people), "--sample-background", str(scene), "--person-point", "470,120"],
+        capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"front-end check failed:\n{result.stdout}\n{result.stderr}"
+    assert "ok   widgets" in result.stdout, result.stdout
+    for name in ("widget-sam2-points", "widget-composite-placement", "widget-sam2-mask-after-run", "widget-previews",
+                 "widget-composite-after-run"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 0, f"no screenshot {name}.png"

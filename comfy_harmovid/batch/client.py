@@ -193,7 +193,10 @@ class ComfyClient:
 
 
 def output_items(history_entry: Dict[str, Any]):
-    """(node_id, item) for each file a history entry lists, whatever the key ("images", "gifs", ...)."""
+    """(node_id, item) for each file a history entry lists, whatever the key ("images", "gifs", ...).
+
+    Files of type "temp" are left out: they are the previews nodes show in the editor (Preview Image,
+    this pack's frame previews), kept in ComfyUI's temp folder, not results."""
     outputs = history_entry.get("outputs") or {}
     if not isinstance(outputs, dict):
         return
@@ -203,7 +206,7 @@ def output_items(history_entry: Dict[str, Any]):
         for value in node_output.values():
             if isinstance(value, list):
                 for item in value:
-                    if isinstance(item, dict) and "filename" in item:
+                    if isinstance(item, dict) and "filename" in item and item.get("type") != "temp":
                         yield node_id, item
 
 

@@ -16,6 +16,8 @@ from ..flow import GREY_WEIGHTS
 from ..progress import ProgressCallback, report
 from ..validate import check_frames
 from .mediapipe_model import SelfieModel, require_mediapipe
+from .prompts import Prompts, check_prompt_frame
+from .selection import select_prompted_people
 from .temporal import MaskStabilizer
 
 DEFAULT_THRESHOLD = 0.5
@@ -120,6 +122,8 @@ def segment_portrait(
     temporal_smoothing: float = DEFAULT_TEMPORAL_SMOOTHING,
     soft: bool = False,
     model: str = DEFAULT_MODEL,
+    prompts: Optional[Prompts] = None,
+    prompt_frame: int = 0,
     progress: ProgressCallback = None,
     chunk_size: int = 16,
 ) -> torch.Tensor:
@@ -128,9 +132,14 @@ def segment_portrait(
     Binary by default (the rough mask the Pseudo-Alpha step refines); ``soft=True`` returns the
     temporally smoothed probability instead. ``temporal_smoothing`` in [0, 1) is the weight of the
     motion-compensated history (0 = each frame on its own). ``model`` is "auto" (by orientation),
-    "general" or "landscape" (MediaPipe's two selfie models).
+    "general" or "landscape" (MediaPipe's two selfie models). ``prompts`` (points and box on
+    ``prompt_frame``) keep only the people they pick, followed through the clip
+    (``selection.select_prompted_people``); without them every person is masked.
     """
     frames = check_frames(frames)
+    if prompts:
+        prompts.check_frame(*frames.shape[1:3])
+        check_prompt_frame(prompt_frame, frames.shape[0])
     segmenter = PortraitSegmenter(
         threshold=threshold, temporal_smoothing=temporal_smoothing, soft=soft, model=model
     )
@@ -140,6 +149,7 @@ def segment_portrait(
         for start in range(0, total, chunk_size):
             chunks.append(segmenter.process(frames[start : start + chunk_size]))
             report(progress, min(start + chunk_size, total), total)
-        return torch.cat(chunks)
+        masks = torch.cat(chunks)
     finally:
         segmenter.close()
+    return select_prompted_people(masks, prompts, prompt_frame, threshold=threshold, soft=soft)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ..errors import HarmoVidError
 from ..progress import ProgressCallback, report
 from ..validate import check_frames
+from .prompts import check_box_corners, check_points_in_frame, check_prompt_frame
 from .sam2_model import load_sam2
 
 # ImageNet statistics, as sam2's frame loader uses.
@@ -114,15 +115,12 @@ def _check_prompts(points, point_labels, box, height: int, width: int):
                 f"point_labels must hold one label per point, 1 = person, 0 = not person; got {labels.tolist()} "
                 f"for {len(points)} points."
             )
-        outside = (points[:, 0] < 0) | (points[:, 0] > width - 1) | (points[:, 1] < 0) | (points[:, 1] > height - 1)
-        if outside.any():
-            raise HarmoVidError(
-                f"point {points[outside][0].tolist()} is outside the {width}x{height} frame; points are x,y pixels."
-            )
+        check_points_in_frame(points, height, width)
     if box is not None:
         box = np.asarray(box, dtype=np.float32).reshape(-1)
-        if box.shape != (4,) or not (box[0] < box[2] and box[1] < box[3]):
-            raise HarmoVidError(f"box must be x1,y1,x2,y2 pixels with x1 < x2 and y1 < y2, got {box.tolist()}.")
+        if box.shape != (4,):
+            raise HarmoVidError(f"box must be x1,y1,x2,y2 pixels, got {box.tolist()}.")
+        check_box_corners(box.tolist())
         box = np.clip(box, 0, [width - 1, height - 1, width - 1, height - 1]).astype(np.float32)
     return points, labels, box
 
@@ -175,8 +173,7 @@ def segment_with_sam2(
     """
     frames = check_frames(frames)
     total, height, width = frames.shape[:3]
-    if not 0 <= prompt_frame < total:
-        raise HarmoVidError(f"prompt_frame {prompt_frame} is outside the clip (frames 0..{total - 1}).")
+    check_prompt_frame(prompt_frame, total)
     points, point_labels, box = _check_prompts(points, point_labels, box, height, width)
     if box is None and (points is None or not point_labels.any()):
         # No positive prompt: find the person with the built-in segmenter (keep any negative points).

@@ -149,11 +149,14 @@ def sam2_point_prompts() -> WorkflowSpec:
 SAM 2 mask with point prompts (needs a SAM 2 checkpoint in models/sam2, .safetensors; convert the
 official .pt files with `harmovid convert-sam2`).
 
-points: pixels on the person on prompt_frame, as 'x,y; x,y' (the example suits a 512x512 portrait:
-head and chest). negative_points: pixels that are not the person. Or give a box 'x1,y1,x2,y2'.
+Click on the frame shown in the SAM2 Mask node to add points on the person, shift-click for points
+that are not the person, drag for a box; click a point to remove it. They are written into points,
+negative_points and box as pixels of prompt_frame ('x,y; x,y'; the example suits a 512x512 portrait:
+head and chest).
 
 SAM 2 tracks the person forward and backward from prompt_frame. Pick "built-in (MediaPipe)" as the
-model to mask without weights. The mask video (white = person) is saved to output/harmovid/.
+model to mask without weights: the points then choose among the people it finds. The mask video
+(white = person) is saved to output/harmovid/.
 """),
     ])
 
