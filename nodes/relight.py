@@ -142,7 +142,8 @@ class HarmoVidICLightRelight:
         )
         relighter = ICLightRelighter(iclight, settings)
         relit = relighter.process(composite, alpha, background, progress=comfy_adapter.progress())
-        return (relit.to(comfy_adapter.offload_device()),)
+        relit = relit.to(comfy_adapter.offload_device())
+        return comfy_adapter.with_ui((relit,), lambda: comfy_adapter.frame_previews(relit, name="relight"))
 
 
 NODE_CLASS_MAPPINGS = {
