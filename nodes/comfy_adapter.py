@@ -316,6 +316,12 @@ def with_ui(result: tuple, make_ui):
     return {"ui": make_ui(), "result": result}
 
 
+def frames_output(frames, name: str):
+    """A node's return value for one IMAGE output: ``frames`` on the offload device, previewed in the node."""
+    frames = frames.to(offload_device())
+    return with_ui((frames,), lambda: frame_previews(frames, name=name))
+
+
 def frame_previews(frames, mask=None, name: str = "frames") -> dict:
     """The ``ui`` entries of a clip's preview (web/harmovid.js shows them with a frame slider): a few
     frames spread over the clip, the mask drawn over them when given (or over black without frames)."""

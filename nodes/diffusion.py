@@ -304,7 +304,7 @@ class HarmoVidDecode:
             output_device=comfy_adapter.offload_device(),
             progress=comfy_adapter.progress(1),
         )
-        return comfy_adapter.with_ui((frames,), lambda: comfy_adapter.frame_previews(frames, name="decode"))
+        return comfy_adapter.frames_output(frames, "decode")
 
 
 class HarmoVidDetailTransfer:
@@ -352,7 +352,7 @@ class HarmoVidDetailTransfer:
         reuse = reconstruction.shape == composite.shape and reconstruction.device.type == "cpu"
         result = transfer_light(frames, reconstruction, composite, radius=radius, out=reconstruction if reuse else None,
                                 progress=comfy_adapter.progress(1))
-        return comfy_adapter.with_ui((result,), lambda: comfy_adapter.frame_previews(result, name="detail"))
+        return comfy_adapter.frames_output(result, "detail")
 
 
 NODE_CLASS_MAPPINGS = {

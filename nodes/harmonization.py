@@ -78,8 +78,7 @@ class HarmoVidHarmoImFrames:
             progress=comfy_adapter.progress(),
             chunk_frames=CHUNK_FRAMES,
         )
-        out = out.to(comfy_adapter.offload_device())
-        return comfy_adapter.with_ui((out,), lambda: comfy_adapter.frame_previews(out, name="harmoim"))
+        return comfy_adapter.frames_output(out, "harmoim")
 
 
 class HarmoVidLightingDeflicker:
@@ -137,8 +136,7 @@ class HarmoVidLightingDeflicker:
             strength=float(strength),
             progress=comfy_adapter.progress(),
         )
-        out = out.to(comfy_adapter.offload_device())
-        return comfy_adapter.with_ui((out,), lambda: comfy_adapter.frame_previews(out, name="deflicker"))
+        return comfy_adapter.frames_output(out, "deflicker")
 
 
 NODE_CLASS_MAPPINGS = {

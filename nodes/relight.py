@@ -142,8 +142,7 @@ class HarmoVidICLightRelight:
         )
         relighter = ICLightRelighter(iclight, settings)
         relit = relighter.process(composite, alpha, background, progress=comfy_adapter.progress())
-        relit = relit.to(comfy_adapter.offload_device())
-        return comfy_adapter.with_ui((relit,), lambda: comfy_adapter.frame_previews(relit, name="relight"))
+        return comfy_adapter.frames_output(relit, "relight")
 
 
 NODE_CLASS_MAPPINGS = {
