@@ -6,6 +6,7 @@ its state between chunks, so the result equals processing the clip whole while m
 chunk (plus a small decode cache per input), whatever the clip length.
 """
 
+import contextlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -24,12 +25,13 @@ from .io import VideoWriter, iter_frame_arrays, probe_video, stack_frames
 from .progress import ProgressCallback, report
 from .relight import ICLightRelighter, RelightSettings, load_iclight
 from .segment import PortraitSegmenter
+from .threads import chained
 
 AUDIO_SOURCES = ("foreground", "background", "none")
 RELIGHT_METHODS = ("none", "ic-light")
-# Pixels per chunk when chunk_frames is None: 16 frames of 720p, 7 of 1080p. Working memory is a few
-# float32 copies of a chunk, so this keeps 1080p well under 3 GiB.
-CHUNK_PIXELS = 16 * 1280 * 720
+# Pixels per chunk when chunk_frames is None: 4 frames of 720p, 1 of 1080p. The stages overlap in
+# threads, each holding a chunk or two as float32 copies, so memory is a few dozen frames' worth.
+CHUNK_PIXELS = 4 * 1280 * 720
 
 
 def chunk_frames_for(frame_pixels: int, chunk_pixels: int = CHUNK_PIXELS) -> int:
@@ -132,8 +134,23 @@ class FrameFetcher:
         return stack_frames([self._array(index) for index in indices])
 
 
+@dataclass
+class _Chunk:
+    """One chunk of output frames on its way through the stages (each drops what later ones do not read)."""
+
+    start: int  # index of its first output frame
+    length: int
+    foreground: Optional[torch.Tensor] = None  # [t, h, w, 3]
+    background: Optional[torch.Tensor] = None  # [t, H, W, 3]
+    person: Optional[torch.Tensor] = None  # [t, h, w] the person's mask
+    saw_person: bool = False
+    composite: Optional[torch.Tensor] = None  # [t, H, W, 3]
+    alpha: Optional[torch.Tensor] = None  # [t, H, W] the placed alpha
+    frames: Optional[torch.Tensor] = None  # [t, H, W, 3] the harmonized frames
+
+
 class _StageClock:
-    """Adds up wall time per stage, for the speed benchmark."""
+    """Adds up wall time per stage, for the speed benchmark (each stage is timed in one thread only)."""
 
     def __init__(self):
         self.seconds: Dict[str, float] = {}
@@ -217,9 +234,12 @@ def harmonize_video(
                 "Give a mask with one frame per foreground frame."
             )
 
-    fg_frames = FrameFetcher(foreground)
-    bg_frames = FrameFetcher(background)
-    mask_frames = FrameFetcher(mask, mask=True) if mask is not None else None
+    # Only ping-pong walks back through a clip; otherwise frames are asked for in order and a few
+    # cached frames serve the repeats of a frame-rate change.
+    cache = 32 if settings.length_policy == "ping-pong" else 4
+    fg_frames = FrameFetcher(foreground, cache_frames=cache)
+    bg_frames = FrameFetcher(background, cache_frames=cache)
+    mask_frames = FrameFetcher(mask, mask=True, cache_frames=cache) if mask is not None else None
     segmenter = PortraitSegmenter(threshold=settings.threshold) if mask is None else None
     pseudo_alpha = PseudoAlpha(settings.band_width, settings.edge_awareness, settings.alpha_temporal_smoothing)
     placement = Placement(
@@ -247,52 +267,73 @@ def harmonize_video(
     total = len(schedule)
     kept = {}
     keep_frames = {round(i * (total - 1) / max(sample_frames - 1, 1)) for i in range(sample_frames)}
-    saw_person = False
-    harmonized = None  # the harmonizer's output buffer, reused by every chunk
     step = settings.chunk_frames or chunk_frames_for(
         max(fg_info.height * fg_info.width, bg_info.height * bg_info.width)
     )
-    with VideoWriter(output, bg_info.fps, crf=crf, audio_from=audio_from, audio_start=audio_start,
-                     overwrite=overwrite) as writer:
+
+    def decoded_chunks():
+        """Decode: the chunk's foreground, background and (given) mask frames."""
         for start in range(0, total, step):
             pairs = schedule[start : start + step]
-            fg = clock.run("decode", fg_frames.stack, [i for i, _ in pairs])
+            chunk = _Chunk(start, len(pairs))
+            chunk.foreground = clock.run("decode", fg_frames.stack, [i for i, _ in pairs])
+            chunk.background = clock.run("decode", bg_frames.stack, [j for _, j in pairs])
             if mask_frames is not None:
-                person = clock.run("decode", mask_frames.stack, [i for i, _ in pairs])
-            else:
-                person = clock.run("segment", segmenter.process, fg)
-            saw_person = saw_person or bool(person.max() > 0)
-            alpha = clock.run("pseudo-alpha", pseudo_alpha.process, fg, person)
-            del person
-            bg = clock.run("decode", bg_frames.stack, [j for _, j in pairs])
-            composite, placed_alpha = clock.run(
-                "composite", composite_chunk, fg, bg, alpha, placement, settings.decontaminate
-            )
-            # Each stage makes a new chunk: drop the inputs no later stage reads, so that only a few
-            # chunk-sized tensors are alive at any time.
-            del fg, alpha
-            frames = composite
-            if harmonizer is not None:
-                # Written in place chunk after chunk (a fresh chunk costs its page faults every time): each
-                # chunk's harmonized frames are used up (deflickered, encoded, cloned) before the next.
-                if harmonized is None:
-                    harmonized = torch.empty(composite.shape, dtype=torch.float32)
-                frames = clock.run("harmonize", harmonizer.process, frames, placed_alpha, bg,
-                                   out=harmonized[: composite.shape[0]])
-            del bg
-            if deflicker is not None:
-                frames = clock.run("deflicker", deflicker.process, frames, mask_chunk=placed_alpha,
-                                   reference_chunk=composite)
-            clock.run("encode", writer.write, frames)
-            for k in range(len(pairs)):
-                if start + k in keep_frames:
-                    kept[start + k] = (composite[k].clone(), frames[k].clone())
-            del frames, composite, placed_alpha
-            report(progress, start + len(pairs), total)
-        if not saw_person:  # raised inside the writer, so the partial output is discarded
-            raise HarmoVidError(
-                "No person was found in any foreground frame, so there is nothing to harmonize. Check the "
-                "foreground video, or give a mask video (1 = person) with --mask."
-            )
+                chunk.person = clock.run("decode", mask_frames.stack, [i for i, _ in pairs])
+            yield chunk
+
+    def make_composite(chunk: "_Chunk") -> "_Chunk":
+        """Person mask, pseudo-alpha and composite."""
+        if chunk.person is None:
+            chunk.person = clock.run("segment", segmenter.process, chunk.foreground)
+        chunk.saw_person = bool(chunk.person.max() > 0)
+        alpha = clock.run("pseudo-alpha", pseudo_alpha.process, chunk.foreground, chunk.person)
+        # The background frames become the composite unless the harmonizer still reads them.
+        in_place = harmonizer is None or not harmonizer.uses_background
+        chunk.composite, chunk.alpha = clock.run(
+            "composite", composite_chunk, chunk.foreground, chunk.background, alpha, placement, settings.decontaminate,
+            in_place=in_place,
+        )
+        # Drop what no later stage reads, so that only a few chunk-sized tensors are alive at any time.
+        chunk.foreground = chunk.person = None
+        if in_place:
+            chunk.background = None
+        return chunk
+
+    def harmonize(chunk: "_Chunk") -> "_Chunk":
+        """HarmoIm and the deflicker; keeps the sample frames."""
+        frames = chunk.composite
+        if harmonizer is not None:
+            frames = clock.run("harmonize", harmonizer.process, frames, chunk.alpha,
+                               chunk.background if harmonizer.uses_background else None)
+        chunk.background = None
+        if deflicker is not None:
+            frames = clock.run("deflicker", deflicker.process, frames, mask_chunk=chunk.alpha,
+                               reference_chunk=chunk.composite)
+        for k in range(chunk.length):
+            if chunk.start + k in keep_frames:
+                kept[chunk.start + k] = (chunk.composite[k].clone(), frames[k].clone())
+        chunk.frames, chunk.composite, chunk.alpha = frames, None, None
+        return chunk
+
+    saw_person = False
+    threads = torch.get_num_threads()
+    # The stages overlap in threads of their own (decode, composite, harmonize, encode in this one),
+    # so each runs its torch operations on one thread.
+    chunks = chained(decoded_chunks(), [make_composite, harmonize], thread_setup=lambda: torch.set_num_threads(1))
+    try:
+        with VideoWriter(output, bg_info.fps, crf=crf, audio_from=audio_from, audio_start=audio_start,
+                         overwrite=overwrite) as writer, contextlib.closing(chunks):
+            for chunk in chunks:
+                saw_person = saw_person or chunk.saw_person
+                clock.run("encode", writer.write, chunk.frames)
+                report(progress, chunk.start + chunk.length, total)
+            if not saw_person:  # raised inside the writer, so the partial output is discarded
+                raise HarmoVidError(
+                    "No person was found in any foreground frame, so there is nothing to harmonize. Check the "
+                    "foreground video, or give a mask video (1 = person) with --mask."
+                )
+    finally:
+        torch.set_num_threads(threads)
     return HarmonizeResult(Path(output), total, bg_info.fps, clock.seconds, kept)
 
