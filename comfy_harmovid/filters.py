@@ -277,6 +277,8 @@ def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     if factor <= 1:
         return x
     images = _as_batch_of_images(x)  # [N, C, H, W]
+    if x.ndim == 3 and x.shape[0] <= 4 and x.stride(0) == 1:
+        images = x.unsqueeze(0)  # a channels-first view of one channels-last image: read it as it lies
     if _on_cpu_as_float(x) and images.shape[1] <= 4:
         # OpenCV takes channels-last images whose rows may be strided, so a channels-first view of an
         # IMAGE (or of a crop of one) is read where it lies, not copied.

@@ -7,11 +7,12 @@ chunk (plus a small decode cache per input), whatever the clip length.
 """
 
 import contextlib
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from .composite import Placement, composite_chunk, frame_schedule
 from .deflicker import Deflicker
 from .errors import HarmoVidError
 from .harmoim import METHODS as HARMONIZE_METHODS, make_harmonizer
-from .io import VideoWriter, iter_frame_arrays, probe_video, stack_frames
+from .io import VideoWriter, iter_frame_arrays, probe_video, stack_frames, uint8_frames
 from .progress import ProgressCallback, report
 from .relight import ICLightRelighter, RelightSettings, load_iclight
 from .segment import PortraitSegmenter
@@ -29,9 +30,10 @@ from .threads import chained
 
 AUDIO_SOURCES = ("foreground", "background", "none")
 RELIGHT_METHODS = ("none", "ic-light")
-# Pixels per chunk when chunk_frames is None: 4 frames of 720p, 1 of 1080p. The stages overlap in
-# threads, each holding a chunk or two as float32 copies, so memory is a few dozen frames' worth.
-CHUNK_PIXELS = 4 * 1280 * 720
+# Pixels per chunk when chunk_frames is None: 2 frames of 720p, 1 of 1080p. The stages overlap in
+# threads and queues, each holding a chunk in a few float32 copies: small chunks keep that to a few
+# dozen frames' worth, and per-frame work is what costs, not per-chunk overhead.
+CHUNK_PIXELS = 2 * 1280 * 720
 
 
 def chunk_frames_for(frame_pixels: int, chunk_pixels: int = CHUNK_PIXELS) -> int:
@@ -129,6 +131,10 @@ class FrameFetcher:
         """Frame ``index`` as float32 0..1: ``[H, W, 3]``, or ``[H, W]`` for a mask."""
         return stack_frames([self._array(index)])[0]
 
+    def arrays(self, indices) -> list:
+        """Frames ``indices`` as decoded: 8-bit (16-bit for deep sources) arrays, for :func:`stack_frames`."""
+        return [self._array(index) for index in indices]
+
     def stack(self, indices) -> torch.Tensor:
         """Frames ``indices`` as one float32 tensor ``[T, H, W, 3]`` (``[T, H, W]`` for a mask)."""
         return stack_frames([self._array(index) for index in indices])
@@ -140,25 +146,29 @@ class _Chunk:
 
     start: int  # index of its first output frame
     length: int
-    foreground: Optional[torch.Tensor] = None  # [t, h, w, 3]
-    background: Optional[torch.Tensor] = None  # [t, H, W, 3]
-    person: Optional[torch.Tensor] = None  # [t, h, w] the person's mask
+    # Decoded 8-bit arrays, then float tensors: the foreground [t, h, w, 3], background [t, H, W, 3] and
+    # the person's mask [t, h, w].
+    foreground: Any = None
+    background: Any = None
+    person: Any = None
     saw_person: bool = False
     composite: Optional[torch.Tensor] = None  # [t, H, W, 3]
     alpha: Optional[torch.Tensor] = None  # [t, H, W] the placed alpha
-    frames: Optional[torch.Tensor] = None  # [t, H, W, 3] the harmonized frames
+    frames: Optional[list] = None  # the harmonized frames as 8-bit [H, W, 3] arrays, ready to encode
 
 
 class _StageClock:
-    """Adds up wall time per stage, for the speed benchmark (each stage is timed in one thread only)."""
+    """Adds up wall time per stage, for the speed benchmark (from any thread)."""
 
     def __init__(self):
         self.seconds: Dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def run(self, stage: str, function, *args, **kwargs):
         start = time.perf_counter()
         result = function(*args, **kwargs)
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
         return result
 
 
@@ -276,15 +286,20 @@ def harmonize_video(
         for start in range(0, total, step):
             pairs = schedule[start : start + step]
             chunk = _Chunk(start, len(pairs))
-            chunk.foreground = clock.run("decode", fg_frames.stack, [i for i, _ in pairs])
-            chunk.background = clock.run("decode", bg_frames.stack, [j for _, j in pairs])
+            # As decoded (8 bits): a quarter of the float frames while the chunk waits for the next stage.
+            chunk.foreground = clock.run("decode", fg_frames.arrays, [i for i, _ in pairs])
+            chunk.background = clock.run("decode", bg_frames.arrays, [j for _, j in pairs])
             if mask_frames is not None:
-                chunk.person = clock.run("decode", mask_frames.stack, [i for i, _ in pairs])
+                chunk.person = clock.run("decode", mask_frames.arrays, [i for i, _ in pairs])
             yield chunk
 
     def make_composite(chunk: "_Chunk") -> "_Chunk":
         """Person mask, pseudo-alpha and composite."""
-        if chunk.person is None:
+        chunk.foreground, chunk.background = (clock.run("decode", stack_frames, arrays)
+                                              for arrays in (chunk.foreground, chunk.background))
+        if chunk.person is not None:
+            chunk.person = clock.run("decode", stack_frames, chunk.person)
+        else:
             chunk.person = clock.run("segment", segmenter.process, chunk.foreground)
         chunk.saw_person = bool(chunk.person.max() > 0)
         alpha = clock.run("pseudo-alpha", pseudo_alpha.process, chunk.foreground, chunk.person)
@@ -313,7 +328,9 @@ def harmonize_video(
         for k in range(chunk.length):
             if chunk.start + k in keep_frames:
                 kept[chunk.start + k] = (chunk.composite[k].clone(), frames[k].clone())
-        chunk.frames, chunk.composite, chunk.alpha = frames, None, None
+        # 8 bits for the wait before encoding.
+        chunk.frames = clock.run("encode", uint8_frames, frames)
+        chunk.composite = chunk.alpha = None
         return chunk
 
     saw_person = False
@@ -326,7 +343,7 @@ def harmonize_video(
                          overwrite=overwrite) as writer, contextlib.closing(chunks):
             for chunk in chunks:
                 saw_person = saw_person or chunk.saw_person
-                clock.run("encode", writer.write, chunk.frames)
+                clock.run("encode", writer.write_arrays, chunk.frames)
                 report(progress, chunk.start + chunk.length, total)
             if not saw_person:  # raised inside the writer, so the partial output is discarded
                 raise HarmoVidError(

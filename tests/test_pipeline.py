@@ -72,8 +72,8 @@ def test_frame_fetcher_stacks_chunks_equal_to_the_decoded_frames(clip_files):
 
 
 def test_chunk_frames_follow_a_pixel_budget():
-    assert chunk_frames_for(1280 * 720) == 4
-    assert chunk_frames_for(1920 * 1080) == 1, "1080p chunks must be smaller than 720p ones"
+    assert chunk_frames_for(1280 * 720) == 2
+    assert chunk_frames_for(1920 * 1080) == 1, "1080p chunks must not be larger than 720p ones"
     assert chunk_frames_for(64 * 48) == CHUNK_PIXELS // (64 * 48)
     assert chunk_frames_for(8192 * 8192) == 1, "a huge frame still makes one-frame chunks"
 

@@ -44,6 +44,12 @@ def _as_fraction(fps) -> Fraction:
     return Fraction(fps).limit_denominator(100000)
 
 
+def uint8_frames(frames: torch.Tensor) -> list:
+    """Float frames ``[t, H, W, 3]`` in 0..1 as the 8-bit ``[H, W, 3]`` arrays that
+    :meth:`VideoWriter.write_arrays` takes (rounded as :meth:`VideoWriter.write` does)."""
+    return list(_to_uint8(check_frames(frames, "frames")))
+
+
 def _to_uint8(frames: torch.Tensor) -> Iterator[np.ndarray]:
     """[t, H, W, 3] or [t, H, W] floats in 0..1 -> uint8 [H, W, 3] frames (masks become grey).
 
