@@ -315,16 +315,21 @@ def harmonize_video(
             chunk.background = None
         return chunk
 
+    buffer = None  # the harmonized frames, reused chunk after chunk (a fresh chunk costs page faults)
+
     def harmonize(chunk: "_Chunk") -> "_Chunk":
-        """HarmoIm and the deflicker; keeps the sample frames."""
+        """HarmoIm and the deflicker (in place on the harmonized frames); keeps the sample frames."""
+        nonlocal buffer
         frames = chunk.composite
         if harmonizer is not None:
+            if buffer is None:
+                buffer = torch.empty((step, *frames.shape[1:]), dtype=torch.float32)
             frames = clock.run("harmonize", harmonizer.process, frames, chunk.alpha,
-                               chunk.background if harmonizer.uses_background else None)
+                               chunk.background if harmonizer.uses_background else None, out=buffer[: chunk.length])
         chunk.background = None
         if deflicker is not None:
             frames = clock.run("deflicker", deflicker.process, frames, mask_chunk=chunk.alpha,
-                               reference_chunk=chunk.composite)
+                               reference_chunk=chunk.composite, out=frames if harmonizer is not None else None)
         for k in range(chunk.length):
             if chunk.start + k in keep_frames:
                 kept[chunk.start + k] = (chunk.composite[k].clone(), frames[k].clone())
