@@ -40,7 +40,8 @@ STAGES = ("decode", "segment", "pseudo-alpha", "composite", "harmonize", "deflic
 def register(subparsers) -> None:
     parser = subparsers.add_parser("speed", help="Pipeline frames/second per stage and peak memory by resolution.")
     parser.add_argument("--sizes", default="480p,720p,1080p", help=f"from {', '.join(RESOLUTIONS)}")
-    parser.add_argument("--frames", type=int, default=48, help="frames per speed run")
+    parser.add_argument("--frames", type=int, default=150,
+                        help="frames per speed run (enough that start-up, such as loading the segmenter, weighs little)")
     parser.add_argument("--memory-frames", default="150,600",
                         help="clip lengths for the memory-vs-length runs at --memory-size ('' skips them)")
     parser.add_argument("--memory-size", default="1080p", choices=sorted(RESOLUTIONS))
