@@ -52,7 +52,10 @@ def register(subparsers) -> None:
 
 
 def make_input(sample: str, path: Path, frames: int, height: int, width: int) -> Path:
-    """``sample`` resized to width x height and looped to ``frames`` frames, written as H.264."""
+    """``sample`` resized to width x height and looped to ``frames`` frames, written as H.264 (once: a
+    later run of the same size and length reuses the file)."""
+    if path.exists():
+        return path
     source = sample_path(sample)
     count = probe_video(source).frame_count
     fetcher = FrameFetcher(source)
@@ -139,8 +142,11 @@ def _job(folder: Path, label: str, frames: int, harmonize_method: str) -> dict:
 def _compare(folder: Path, label: str, frames: int, harmonize_method: str) -> dict:
     """The floor and the pipeline on the same inputs, one after the other: their figures and the ratio."""
     job = _job(folder, label, frames, harmonize_method)
-    floor = run_isolated(__name__, {**job, "floor": True, "output": job["output"].replace("out_", "floor_")})
+    floor_output = job["output"].replace("out_", "floor_")
+    floor = run_isolated(__name__, {**job, "floor": True, "output": floor_output})
     pipeline = run_isolated(__name__, job)
+    for output in (floor_output, job["output"]):  # a later run of the same size writes them again
+        Path(output).unlink(missing_ok=True)
     row = {"size": label, **pipeline, "floor": floor}
     if "error" not in pipeline and "error" not in floor:
         row["floor_fps"] = round(floor["frames"] / floor["seconds"], 2)
