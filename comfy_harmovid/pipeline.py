@@ -269,6 +269,9 @@ def harmonize_video(
         harmonizer = make_harmonizer(settings.harmonize_method, settings.harmonize_strength,
                                      weights=settings.harmoim_weights)
     deflicker = Deflicker(settings.deflicker_strength) if settings.deflicker_strength > 0 else None
+    # A harmonizer that does not read the background plate says so (uses_background = False): the
+    # composite is then made in the background frames' memory instead of a copy.
+    reads_background = harmonizer is not None and getattr(harmonizer, "uses_background", True)
     audio_info = {"foreground": fg_info, "background": bg_info, "none": None}[audio]
     audio_from = audio_info.path if audio_info is not None and audio_info.has_audio else None
     audio_start = audio_info.start_time if audio_from is not None else 0.0
@@ -304,7 +307,7 @@ def harmonize_video(
         chunk.saw_person = bool(chunk.person.max() > 0)
         alpha = clock.run("pseudo-alpha", pseudo_alpha.process, chunk.foreground, chunk.person)
         # The background frames become the composite unless the harmonizer still reads them.
-        in_place = harmonizer is None or not harmonizer.uses_background
+        in_place = not reads_background
         chunk.composite, chunk.alpha = clock.run(
             "composite", composite_chunk, chunk.foreground, chunk.background, alpha, placement, settings.decontaminate,
             in_place=in_place,
@@ -325,7 +328,7 @@ def harmonize_video(
             if buffer is None:
                 buffer = torch.empty((step, *frames.shape[1:]), dtype=torch.float32)
             frames = clock.run("harmonize", harmonizer.process, frames, chunk.alpha,
-                               chunk.background if harmonizer.uses_background else None, out=buffer[: chunk.length])
+                               chunk.background if reads_background else None, out=buffer[: chunk.length])
         chunk.background = None
         if deflicker is not None:
             frames = clock.run("deflicker", deflicker.process, frames, mask_chunk=chunk.alpha,
@@ -341,8 +344,11 @@ def harmonize_video(
     saw_person = False
     threads = torch.get_num_threads()
     # The stages overlap in threads of their own (decode, composite, harmonize, encode in this one),
-    # so each runs its torch operations on one thread.
-    chunks = chained(decoded_chunks(), [make_composite, harmonize], thread_setup=lambda: torch.set_num_threads(1))
+    # so each runs its torch operations on one thread; IC-Light's diffusion model outweighs every other
+    # stage and keeps the caller's threads.
+    stage_threads = threads if settings.relight == "ic-light" else 1
+    chunks = chained(decoded_chunks(), [make_composite, harmonize],
+                     thread_setup=lambda: torch.set_num_threads(stage_threads))
     try:
         with VideoWriter(output, bg_info.fps, crf=crf, audio_from=audio_from, audio_start=audio_start,
                          overwrite=overwrite) as writer, contextlib.closing(chunks):

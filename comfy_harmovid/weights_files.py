@@ -18,6 +18,18 @@ from .errors import HarmoVidError
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle"}
 
 StateDict = Dict[str, torch.Tensor]
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
+    """``"fp32" | "fp16" | "bf16"`` (or a torch dtype) to a torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise HarmoVidError(f"dtype {dtype} is not supported; use fp32, fp16 or bf16.")
+        return dtype
+    if dtype not in DTYPES:
+        raise HarmoVidError(f"dtype '{dtype}' is not one of {', '.join(DTYPES)}.")
+    return DTYPES[dtype]
 
 
 def _reject_pickle(path: Path) -> None:

@@ -21,6 +21,7 @@ from ..weights_files import (
     check_state_dict,
     read_safetensors,
     read_safetensors_header,
+    resolve_dtype,
     save_safetensors,
 )
 from .config import HarmoVidConfig
@@ -28,20 +29,8 @@ from .transformer import HarmoVidTransformer
 
 TRANSFORMER_CONFIG_KEY = "harmovid_config"
 VAE_CONFIG_KEY = "harmovid_vae_config"
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 DIFFUSERS_INDEX = "diffusion_pytorch_model.safetensors.index.json"
-
-
-def resolve_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
-    """``"fp32" | "fp16" | "bf16"`` (or a torch dtype) to a torch dtype."""
-    if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPES.values():
-            raise HarmoVidError(f"dtype {dtype} is not supported; use fp32, fp16 or bf16.")
-        return dtype
-    if dtype not in DTYPES:
-        raise HarmoVidError(f"dtype '{dtype}' is not one of {', '.join(DTYPES)}.")
-    return DTYPES[dtype]
 
 
 # -- reading files ---------------------------------------------------------------------------------
