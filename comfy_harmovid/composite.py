@@ -16,11 +16,12 @@ The pieces, usable one by one by a streaming caller:
 import math
 from typing import List, NamedTuple, Optional, Tuple
 
+import cv2
 import numpy as np
 import torch
 
 from .errors import HarmoVidError
-from .filters import bounding_slices, box_mean, downsample, enlarge_array, one_torch_thread, resize
+from .filters import bounding_slices, box_mean, downsample, enlarge_array, one_torch_thread, resize, upsample_at
 from .frame_rate import output_frame_count, source_frame
 from .progress import ProgressCallback, report
 from .validate import check_frames, check_mask, check_same_length, check_same_size
@@ -191,12 +192,14 @@ class Placement:
         placed = resize(frames.permute(0, 3, 1, 2), self.size).permute(0, 2, 3, 1)
         return placed[:, fg_rows, fg_cols].clamp(0, 1)
 
-    def over(self, frames: torch.Tensor, placed_alpha: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    def over(self, frames: torch.Tensor, placed_alpha: torch.Tensor, background: torch.Tensor, *,
+             out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Frames ``[T, h, w, 3]`` placed over ``background`` ``[T, H, W, 3]`` through ``placed_alpha``
         (from :meth:`place_alpha`): ``alpha_over(place_frames(frames), background, placed_alpha)``,
-        blended only inside the placed box (outside, the alpha is 0), without a canvas-sized copy."""
+        blended only inside the placed box (outside, the alpha is 0), without a canvas-sized copy.
+        ``out``: where to write it (a copy of ``background``, or ``background`` itself); default a new copy."""
         self._check_size(frames, "frames")
-        out = background.clone()
+        out = background.clone() if out is None else out
         boxes = self._crop_boxes()
         if boxes is not None:
             rows, cols = boxes[:2]
@@ -227,6 +230,42 @@ def _local_colours(image: torch.Tensor, alpha: torch.Tensor, radius: int):
     return local_fg, local_bg, factor
 
 
+class _EdgeColours:
+    """The local foreground and background colours that blur fusion explains soft pixels with, over the
+    chunk's region around the foreground (``rows``, ``cols``: empty when there is no foreground).
+
+    Only pixels near the foreground change; the margin keeps every window used there whole.
+    ``radius`` defaults to 1/16 of the larger image side, at least 16 pixels."""
+
+    def __init__(self, frames: torch.Tensor, alpha: torch.Tensor, radius: Optional[int] = None):
+        radius = radius or max(16, max(frames.shape[1:3]) // 16)
+        self.inner = bounding_slices(alpha, 0)  # rows and columns of every pixel of alpha > 0
+        margin = radius + 16
+        self.rows, self.cols = (slice(max(0, part.start - margin), min(size, part.stop + margin)) if part.stop > part.start
+                                else part for part, size in zip(self.inner, alpha.shape[-2:]))
+        if self.rows.stop > self.rows.start:
+            self.fg, self.bg, self.factor = _local_colours(
+                frames[:, self.rows, self.cols].permute(0, 3, 1, 2), alpha[:, self.rows, self.cols].unsqueeze(1), radius
+            )
+
+    def foreground_at(self, t: int, frame: torch.Tensor, weight: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor):
+        """Decontaminated colours ``[N, 3]`` (clipped to 0..1) of frame ``t``'s pixels ``(ys, xs)``
+        (region coordinates) whose colours are ``frame`` ``[N, 3]`` and alpha ``weight`` ``[N]``: the
+        soft-pixel formula of :func:`decontaminate_foreground`."""
+        local_fg = upsample_at(self.fg[t], self.factor, ys, xs).T
+        local_bg = upsample_at(self.bg[t], self.factor, ys, xs).T
+        w = weight[:, None]
+        return (local_fg + w * (frame - w * local_fg - (1 - w) * local_bg)).clamp_(0, 1)
+
+
+def _narrowed(canvas: slice, source: slice, within: slice):
+    """The ``canvas`` and ``source`` slices (same length, one shifted from the other) cut down to the
+    source positions ``within``."""
+    start, stop = max(source.start, within.start), min(source.stop, within.stop)
+    shift = canvas.start - source.start
+    return slice(start + shift, max(start, stop) + shift), slice(start, max(start, stop))
+
+
 def _enlarge(small: torch.Tensor, factor: int, size) -> np.ndarray:
     """One frame's ``[3, h, w]`` local colours back at full ``size``, as an ``[H, W, 3]`` array."""
     return enlarge_array(np.ascontiguousarray(small.permute(1, 2, 0).numpy()), factor, size)
@@ -250,15 +289,13 @@ def decontaminate_foreground(frames: torch.Tensor, alpha: torch.Tensor, *, radiu
     alpha = check_mask(alpha, "alpha")
     check_same_size(frames, alpha, "foreground", "alpha")
     check_same_length(frames, alpha, "foreground", "alpha")
-    radius = radius or max(16, max(frames.shape[1:3]) // 16)
     alpha = alpha.detach().to("cpu", torch.float32).clamp(0, 1)
     out = frames.detach().to("cpu", torch.float32, copy=True)
-    # Only pixels near the foreground change; the margin keeps every window used there whole.
-    rows, cols = bounding_slices(alpha, radius + 16)
-    if rows.stop == rows.start:  # no foreground anywhere: nothing to clean
+    colours = _EdgeColours(out, alpha, radius)
+    if colours.rows.stop == colours.rows.start:  # no foreground anywhere: nothing to clean
         return out.to(frames.device, frames.dtype)
+    rows, cols, local_fg, local_bg, factor = colours.rows, colours.cols, colours.fg, colours.bg, colours.factor
     a = alpha[:, rows, cols]
-    local_fg, local_bg, factor = _local_colours(out[:, rows, cols].permute(0, 3, 1, 2), a.unsqueeze(1), radius)
     size = a.shape[-2:]
     # Frame by frame, and the full formula only on the soft pixels (a thin band): the solid
     # foreground keeps its colours, the background becomes the local foreground colour.
@@ -278,15 +315,59 @@ def decontaminate_foreground(frames: torch.Tensor, alpha: torch.Tensor, *, radiu
 
 def composite_chunk(
     foreground: torch.Tensor, background: torch.Tensor, alpha: torch.Tensor, placement: Placement,
-    decontaminate: bool = True,
+    decontaminate: bool = True, *, in_place: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """One chunk of a composite: ``foreground`` ``[T, h, w, 3]`` with its ``alpha`` ``[T, h, w]`` placed
-    over the matching ``background`` frames ``[T, H, W, 3]``. Returns ``(composite, placed alpha)``."""
+    over the matching ``background`` frames ``[T, H, W, 3]``. Returns ``(composite, placed alpha)``.
+    ``in_place``: write the composite into ``background`` (a CPU float32 tensor) instead of a copy."""
     with one_torch_thread():
+        placed_alpha = placement.place_alpha(alpha)
+        out = background if in_place else background.clone()
+        if decontaminate and placement.size == placement.foreground_size:
+            return _over_decontaminated(foreground, alpha, placement, out), placed_alpha
         if decontaminate:
             foreground = decontaminate_foreground(foreground, alpha)
-        placed_alpha = placement.place_alpha(alpha)
-        return placement.over(foreground, placed_alpha, background), placed_alpha
+        return placement.over(foreground, placed_alpha, background, out=out), placed_alpha
+
+
+def _over_decontaminated(foreground, alpha, placement: Placement, out: torch.Tensor) -> torch.Tensor:
+    """``placement.over(decontaminate_foreground(foreground, alpha), ...)`` into ``out`` (the background
+    frames) for a placement that keeps the foreground's size, touching only the pixels that show the
+    person.
+
+    Without resizing, a pixel of alpha 0 shows the background and one of alpha 1 the unchanged
+    foreground, whatever decontamination makes of them, so the blur-fusion formula runs on the soft
+    pixels only (a band along the edge) instead of on every pixel around the person."""
+    foreground = check_frames(foreground, "foreground").detach().to("cpu", torch.float32)
+    alpha = check_mask(alpha, "alpha").detach().to("cpu", torch.float32).clamp(0, 1)
+    check_same_size(foreground, alpha, "foreground", "alpha")
+    boxes = placement._crop_boxes()
+    colours = _EdgeColours(foreground, alpha)
+    if boxes is None or colours.rows.stop == colours.rows.start:
+        return out
+    rows, cols, fg_rows, fg_cols = boxes
+    # Only the visible pixels of alpha > 0 change (the region holds them all).
+    rows, fg_rows = _narrowed(rows, fg_rows, colours.inner[0])
+    cols, fg_cols = _narrowed(cols, fg_cols, colours.inner[1])
+    if fg_rows.stop <= fg_rows.start or fg_cols.stop <= fg_cols.start:
+        return out
+    # The region where colours were estimated, and the visible box, both in foreground coordinates.
+    region_top, region_left = colours.rows.start, colours.cols.start
+    for t in range(out.shape[0]):
+        canvas = out[t, rows, cols].numpy()  # a view: written in place
+        weight = alpha[t, fg_rows, fg_cols]
+        frame = foreground[t, fg_rows, fg_cols]
+        solid = (weight >= 1).numpy().view(np.uint8)
+        cv2.copyTo(np.clip(frame.numpy(), 0, 1), solid, dst=canvas)  # in place (3x numpy's copyto where=)
+        ys, xs = torch.nonzero((weight > 0) & (weight < 1), as_tuple=True)
+        if ys.numel():
+            w = weight[ys, xs]
+            # The soft pixels in the estimation region's coordinates (it holds every pixel of alpha > 0).
+            fg_ys, fg_xs = ys + (fg_rows.start - region_top), xs + (fg_cols.start - region_left)
+            colour = colours.foreground_at(t, frame[ys, xs], w, fg_ys, fg_xs)
+            under = torch.from_numpy(canvas)[ys, xs]
+            torch.from_numpy(canvas)[ys, xs] = torch.lerp(under, colour, w[:, None])
+    return out
 
 
 def alpha_over(foreground: torch.Tensor, background: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -227,11 +227,14 @@ class Deflicker:
         size = (max(8, round(width / factor)), max(8, round(height / factor)))
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
-    def process(self, frames_chunk, mask_chunk=None, reference_chunk=None, progress: ProgressCallback = None):
+    def process(self, frames_chunk, mask_chunk=None, reference_chunk=None, progress: ProgressCallback = None, *,
+                out=None):
         """Deflicker the next ``[T, H, W, 3]`` frames; optional mask ``[T, H, W]`` (1 = correct here) and
         reference frames (the unprocessed video, for motion only) of the same size.
 
         Returns the deflickered chunk (same shape). ``progress(done, 2 * T)`` is called per frame and pass.
+        ``out``: a contiguous float32 CPU tensor of the frames' shape to write the result into (and
+        return), such as ``frames_chunk`` itself to deflicker in place; default a new tensor.
         """
         frames = check_frames(frames_chunk, "frames")
         if reference_chunk is not None:
@@ -248,8 +251,10 @@ class Deflicker:
                 "deflicker: give the reference video for every chunk or for none (the flow would change source)."
             )
         self._uses_reference = uses_reference
+        if out is not None:
+            _check_output(out, frames, reference_chunk)
         if self.strength == 0.0:
-            return frames.clone()
+            return frames.clone() if out is None else out.copy_(frames)
         total = frames.shape[0]
         chunk = []
         for t in range(total):
@@ -257,7 +262,8 @@ class Deflicker:
             mask = mask_chunk[t] if mask_chunk is not None else None
             chunk.append(self._forward_step(frames[t], reference, mask))
             report(progress, t + 1, 2 * total)
-        out = torch.empty(frames.shape, dtype=torch.float32)
+        if out is None:
+            out = torch.empty(frames.shape, dtype=torch.float32)
         if self.look_ahead:
             targets = self._two_sided_means(chunk)
         else:
@@ -430,7 +436,8 @@ class Deflicker:
         processed = float_array(frame)
         height, width = processed.shape[:2]
         rows, cols = region
-        if (rows.stop - rows.start) * (cols.stop - cols.start) < height * width:
+        in_place = processed.__array_interface__["data"][0] == result.__array_interface__["data"][0]
+        if (rows.stop - rows.start) * (cols.stop - cols.start) < height * width and not in_place:
             result[...] = processed
         if rows.stop <= rows.start or cols.stop <= cols.start:
             return
@@ -476,6 +483,18 @@ class Deflicker:
         cv2.merge(list(corrections), dst=merged)
         merged += processed
         np.clip(merged, 0.0, 1.0, out=result)
+
+
+def _check_output(out, frames: torch.Tensor, reference) -> None:
+    """``out`` must be a contiguous float32 CPU tensor of the frames' shape, and not the reference."""
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(frames.shape) or out.dtype != torch.float32 \
+            or out.device.type != "cpu" or frames.device.type != "cpu" or not out.is_contiguous():
+        raise HarmoVidError(
+            f"deflicker out: expected a contiguous float32 CPU tensor of the frames' shape {tuple(frames.shape)}, "
+            f"got {getattr(out, 'dtype', type(out).__name__)} {tuple(getattr(out, 'shape', ()))}."
+        )
+    if reference is not None and out.data_ptr() == reference.data_ptr():
+        raise HarmoVidError("deflicker out: must not be the reference frames, which it reads while writing.")
 
 
 def _mask_bounding_box(mask: np.ndarray, margin: int):

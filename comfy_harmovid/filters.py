@@ -277,6 +277,8 @@ def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     if factor <= 1:
         return x
     images = _as_batch_of_images(x)  # [N, C, H, W]
+    if x.ndim == 3 and x.shape[0] <= 4 and x.stride(0) == 1:
+        images = x.unsqueeze(0)  # a channels-first view of one channels-last image: read it as it lies
     if _on_cpu_as_float(x) and images.shape[1] <= 4:
         # OpenCV takes channels-last images whose rows may be strided, so a channels-first view of an
         # IMAGE (or of a crop of one) is read where it lies, not copied.
@@ -321,10 +323,17 @@ def upsample_at(x: torch.Tensor, factor: int, ys: torch.Tensor, xs: torch.Tensor
         low = source.floor()
         return low.long(), (low.long() + 1).clamp(max=size - 1), source - low
 
+    width = x.shape[-1]
     y0, y1, wy = corners(ys, x.shape[-2])
-    x0, x1, wx = corners(xs, x.shape[-1])
-    top = torch.lerp(x[:, y0, x0], x[:, y0, x1], wx)
-    bottom = torch.lerp(x[:, y1, x0], x[:, y1, x1], wx)
+    x0, x1, wx = corners(xs, width)
+    planes = x.reshape(x.shape[0], -1)
+    row0, row1 = y0 * width, y1 * width
+
+    def at(row, column):  # one gather along the flattened planes: much faster than 2-D fancy indexing
+        return planes.index_select(1, row + column)
+
+    top = torch.lerp(at(row0, x0), at(row0, x1), wx)
+    bottom = torch.lerp(at(row1, x0), at(row1, x1), wx)
     return torch.lerp(top, bottom, wy)
 
 

@@ -6,11 +6,13 @@ its state between chunks, so the result equals processing the clip whole while m
 chunk (plus a small decode cache per input), whatever the clip length.
 """
 
+import contextlib
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -20,16 +22,18 @@ from .composite import Placement, composite_chunk, frame_schedule
 from .deflicker import Deflicker
 from .errors import HarmoVidError
 from .harmoim import METHODS as HARMONIZE_METHODS, make_harmonizer
-from .io import VideoWriter, iter_frame_arrays, probe_video, stack_frames
+from .io import VideoWriter, iter_frame_arrays, probe_video, stack_frames, uint8_frames
 from .progress import ProgressCallback, report
 from .relight import ICLightRelighter, RelightSettings, load_iclight
 from .segment import PortraitSegmenter
+from .threads import chained
 
 AUDIO_SOURCES = ("foreground", "background", "none")
 RELIGHT_METHODS = ("none", "ic-light")
-# Pixels per chunk when chunk_frames is None: 16 frames of 720p, 7 of 1080p. Working memory is a few
-# float32 copies of a chunk, so this keeps 1080p well under 3 GiB.
-CHUNK_PIXELS = 16 * 1280 * 720
+# Pixels per chunk when chunk_frames is None: 2 frames of 720p, 1 of 1080p. The stages overlap in
+# threads and queues, each holding a chunk in a few float32 copies: small chunks keep that to a few
+# dozen frames' worth, and per-frame work is what costs, not per-chunk overhead.
+CHUNK_PIXELS = 2 * 1280 * 720
 
 
 def chunk_frames_for(frame_pixels: int, chunk_pixels: int = CHUNK_PIXELS) -> int:
@@ -127,21 +131,44 @@ class FrameFetcher:
         """Frame ``index`` as float32 0..1: ``[H, W, 3]``, or ``[H, W]`` for a mask."""
         return stack_frames([self._array(index)])[0]
 
+    def arrays(self, indices) -> list:
+        """Frames ``indices`` as decoded: 8-bit (16-bit for deep sources) arrays, for :func:`stack_frames`."""
+        return [self._array(index) for index in indices]
+
     def stack(self, indices) -> torch.Tensor:
         """Frames ``indices`` as one float32 tensor ``[T, H, W, 3]`` (``[T, H, W]`` for a mask)."""
         return stack_frames([self._array(index) for index in indices])
 
 
+@dataclass
+class _Chunk:
+    """One chunk of output frames on its way through the stages (each drops what later ones do not read)."""
+
+    start: int  # index of its first output frame
+    length: int
+    # Decoded 8-bit arrays, then float tensors: the foreground [t, h, w, 3], background [t, H, W, 3] and
+    # the person's mask [t, h, w].
+    foreground: Any = None
+    background: Any = None
+    person: Any = None
+    saw_person: bool = False
+    composite: Optional[torch.Tensor] = None  # [t, H, W, 3]
+    alpha: Optional[torch.Tensor] = None  # [t, H, W] the placed alpha
+    frames: Optional[list] = None  # the harmonized frames as 8-bit [H, W, 3] arrays, ready to encode
+
+
 class _StageClock:
-    """Adds up wall time per stage, for the speed benchmark."""
+    """Adds up wall time per stage, for the speed benchmark (from any thread)."""
 
     def __init__(self):
         self.seconds: Dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def run(self, stage: str, function, *args, **kwargs):
         start = time.perf_counter()
         result = function(*args, **kwargs)
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
         return result
 
 
@@ -217,9 +244,12 @@ def harmonize_video(
                 "Give a mask with one frame per foreground frame."
             )
 
-    fg_frames = FrameFetcher(foreground)
-    bg_frames = FrameFetcher(background)
-    mask_frames = FrameFetcher(mask, mask=True) if mask is not None else None
+    # Only ping-pong walks back through a clip; otherwise frames are asked for in order and a few
+    # cached frames serve the repeats of a frame-rate change.
+    cache = 32 if settings.length_policy == "ping-pong" else 4
+    fg_frames = FrameFetcher(foreground, cache_frames=cache)
+    bg_frames = FrameFetcher(background, cache_frames=cache)
+    mask_frames = FrameFetcher(mask, mask=True, cache_frames=cache) if mask is not None else None
     segmenter = PortraitSegmenter(threshold=settings.threshold) if mask is None else None
     pseudo_alpha = PseudoAlpha(settings.band_width, settings.edge_awareness, settings.alpha_temporal_smoothing)
     placement = Placement(
@@ -239,6 +269,9 @@ def harmonize_video(
         harmonizer = make_harmonizer(settings.harmonize_method, settings.harmonize_strength,
                                      weights=settings.harmoim_weights)
     deflicker = Deflicker(settings.deflicker_strength) if settings.deflicker_strength > 0 else None
+    # A harmonizer that does not read the background plate says so (uses_background = False): the
+    # composite is then made in the background frames' memory instead of a copy.
+    reads_background = harmonizer is not None and getattr(harmonizer, "uses_background", True)
     audio_info = {"foreground": fg_info, "background": bg_info, "none": None}[audio]
     audio_from = audio_info.path if audio_info is not None and audio_info.has_audio else None
     audio_start = audio_info.start_time if audio_from is not None else 0.0
@@ -247,52 +280,88 @@ def harmonize_video(
     total = len(schedule)
     kept = {}
     keep_frames = {round(i * (total - 1) / max(sample_frames - 1, 1)) for i in range(sample_frames)}
-    saw_person = False
-    harmonized = None  # the harmonizer's output buffer, reused by every chunk
     step = settings.chunk_frames or chunk_frames_for(
         max(fg_info.height * fg_info.width, bg_info.height * bg_info.width)
     )
-    with VideoWriter(output, bg_info.fps, crf=crf, audio_from=audio_from, audio_start=audio_start,
-                     overwrite=overwrite) as writer:
+
+    def decoded_chunks():
+        """Decode: the chunk's foreground, background and (given) mask frames."""
         for start in range(0, total, step):
             pairs = schedule[start : start + step]
-            fg = clock.run("decode", fg_frames.stack, [i for i, _ in pairs])
+            chunk = _Chunk(start, len(pairs))
+            # As decoded (8 bits): a quarter of the float frames while the chunk waits for the next stage.
+            chunk.foreground = clock.run("decode", fg_frames.arrays, [i for i, _ in pairs])
+            chunk.background = clock.run("decode", bg_frames.arrays, [j for _, j in pairs])
             if mask_frames is not None:
-                person = clock.run("decode", mask_frames.stack, [i for i, _ in pairs])
-            else:
-                person = clock.run("segment", segmenter.process, fg)
-            saw_person = saw_person or bool(person.max() > 0)
-            alpha = clock.run("pseudo-alpha", pseudo_alpha.process, fg, person)
-            del person
-            bg = clock.run("decode", bg_frames.stack, [j for _, j in pairs])
-            composite, placed_alpha = clock.run(
-                "composite", composite_chunk, fg, bg, alpha, placement, settings.decontaminate
-            )
-            # Each stage makes a new chunk: drop the inputs no later stage reads, so that only a few
-            # chunk-sized tensors are alive at any time.
-            del fg, alpha
-            frames = composite
-            if harmonizer is not None:
-                # Written in place chunk after chunk (a fresh chunk costs its page faults every time): each
-                # chunk's harmonized frames are used up (deflickered, encoded, cloned) before the next.
-                if harmonized is None:
-                    harmonized = torch.empty(composite.shape, dtype=torch.float32)
-                frames = clock.run("harmonize", harmonizer.process, frames, placed_alpha, bg,
-                                   out=harmonized[: composite.shape[0]])
-            del bg
-            if deflicker is not None:
-                frames = clock.run("deflicker", deflicker.process, frames, mask_chunk=placed_alpha,
-                                   reference_chunk=composite)
-            clock.run("encode", writer.write, frames)
-            for k in range(len(pairs)):
-                if start + k in keep_frames:
-                    kept[start + k] = (composite[k].clone(), frames[k].clone())
-            del frames, composite, placed_alpha
-            report(progress, start + len(pairs), total)
-        if not saw_person:  # raised inside the writer, so the partial output is discarded
-            raise HarmoVidError(
-                "No person was found in any foreground frame, so there is nothing to harmonize. Check the "
-                "foreground video, or give a mask video (1 = person) with --mask."
-            )
+                chunk.person = clock.run("decode", mask_frames.arrays, [i for i, _ in pairs])
+            yield chunk
+
+    def make_composite(chunk: "_Chunk") -> "_Chunk":
+        """Person mask, pseudo-alpha and composite."""
+        chunk.foreground, chunk.background = (clock.run("decode", stack_frames, arrays)
+                                              for arrays in (chunk.foreground, chunk.background))
+        if chunk.person is not None:
+            chunk.person = clock.run("decode", stack_frames, chunk.person)
+        else:
+            chunk.person = clock.run("segment", segmenter.process, chunk.foreground)
+        chunk.saw_person = bool(chunk.person.max() > 0)
+        alpha = clock.run("pseudo-alpha", pseudo_alpha.process, chunk.foreground, chunk.person)
+        # The background frames become the composite unless the harmonizer still reads them.
+        in_place = not reads_background
+        chunk.composite, chunk.alpha = clock.run(
+            "composite", composite_chunk, chunk.foreground, chunk.background, alpha, placement, settings.decontaminate,
+            in_place=in_place,
+        )
+        # Drop what no later stage reads, so that only a few chunk-sized tensors are alive at any time.
+        chunk.foreground = chunk.person = None
+        if in_place:
+            chunk.background = None
+        return chunk
+
+    buffer = None  # the harmonized frames, reused chunk after chunk (a fresh chunk costs page faults)
+
+    def harmonize(chunk: "_Chunk") -> "_Chunk":
+        """HarmoIm and the deflicker (in place on the harmonized frames); keeps the sample frames."""
+        nonlocal buffer
+        frames = chunk.composite
+        if harmonizer is not None:
+            if buffer is None:
+                buffer = torch.empty((step, *frames.shape[1:]), dtype=torch.float32)
+            frames = clock.run("harmonize", harmonizer.process, frames, chunk.alpha,
+                               chunk.background if reads_background else None, out=buffer[: chunk.length])
+        chunk.background = None
+        if deflicker is not None:
+            frames = clock.run("deflicker", deflicker.process, frames, mask_chunk=chunk.alpha,
+                               reference_chunk=chunk.composite, out=frames if harmonizer is not None else None)
+        for k in range(chunk.length):
+            if chunk.start + k in keep_frames:
+                kept[chunk.start + k] = (chunk.composite[k].clone(), frames[k].clone())
+        # 8 bits for the wait before encoding.
+        chunk.frames = clock.run("encode", uint8_frames, frames)
+        chunk.composite = chunk.alpha = None
+        return chunk
+
+    saw_person = False
+    threads = torch.get_num_threads()
+    # The stages overlap in threads of their own (decode, composite, harmonize, encode in this one),
+    # so each runs its torch operations on one thread; IC-Light's diffusion model outweighs every other
+    # stage and keeps the caller's threads.
+    stage_threads = threads if settings.relight == "ic-light" else 1
+    chunks = chained(decoded_chunks(), [make_composite, harmonize],
+                     thread_setup=lambda: torch.set_num_threads(stage_threads))
+    try:
+        with VideoWriter(output, bg_info.fps, crf=crf, audio_from=audio_from, audio_start=audio_start,
+                         overwrite=overwrite) as writer, contextlib.closing(chunks):
+            for chunk in chunks:
+                saw_person = saw_person or chunk.saw_person
+                clock.run("encode", writer.write_arrays, chunk.frames)
+                report(progress, chunk.start + chunk.length, total)
+            if not saw_person:  # raised inside the writer, so the partial output is discarded
+                raise HarmoVidError(
+                    "No person was found in any foreground frame, so there is nothing to harmonize. Check the "
+                    "foreground video, or give a mask video (1 = person) with --mask."
+                )
+    finally:
+        torch.set_num_threads(threads)
     return HarmonizeResult(Path(output), total, bg_info.fps, clock.seconds, kept)
 

@@ -222,3 +222,19 @@ def test_speed_command_runs_the_chosen_harmonize_method(tmp_path):
     assert results["harmonize_method"] == "statistics" and row["frames"] == 3, results
     assert set(row["stage_fps"]) >= {"decode", "segment", "harmonize", "deflicker", "encode"}, row["stage_fps"]
     assert row["peak_rss_mib"] > 0
+    floor = row["floor"]
+    assert floor["frames"] == 3 and floor["seconds"] > 0 and floor["peak_rss_mib"] > 0, floor
+    assert row["x_floor"] == pytest.approx(row["seconds"] / floor["seconds"], rel=0.01), row
+
+
+def test_io_floor_blends_the_foreground_into_the_background_through_its_mask(tmp_path):
+    from comfy_harmovid import io
+    from comfy_harmovid.bench.speed import io_floor
+
+    foreground = io.write_video(tmp_path / "fg.mkv", torch.ones(3, 32, 24, 3), 24)
+    background = io.write_video(tmp_path / "bg.mkv", torch.zeros(5, 32, 64, 3), 24)
+    assert io_floor(foreground, background, tmp_path / "out.mkv") == 3, "the floor stops with the shorter clip"
+    out = io.read_video(tmp_path / "out.mkv").frames
+    assert out.shape == (3, 32, 64, 3)
+    assert out[:, 16, 32].min() == 1.0, "the mask's centre shows the foreground"
+    assert out[:, :, :20].max() == 0.0 and out[:, :, 44:].max() == 0.0, "outside the placed box: the background"

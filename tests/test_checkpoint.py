@@ -292,7 +292,7 @@ def test_a_folder_passed_as_checkpoint_points_to_convert(tmp_path):
 
 
 def test_a_failed_write_keeps_the_old_checkpoint_and_leaves_no_partial_file(tmp_path, monkeypatch):
-    import comfy_harmovid.model.checkpoint as checkpoint
+    import comfy_harmovid.weights_files as weights_files
     from comfy_harmovid.harmoim import HarmoImConfig, HarmoImNet, save_harmoim
 
     path = save_transformer(tiny_model(), tmp_path / "model.safetensors")
@@ -304,7 +304,7 @@ def test_a_failed_write_keeps_the_old_checkpoint_and_leaves_no_partial_file(tmp_
             handle.truncate(len(old) // 2)
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(checkpoint, "save_file", write_half_then_fail)
+    monkeypatch.setattr(weights_files, "save_file", write_half_then_fail)
     savers = {
         "transformer": lambda: save_transformer(tiny_model(num_layers=2), path),
         "harmoim": lambda: save_harmoim(HarmoImNet(HarmoImConfig(input_size=32, bands=3, widths=(8, 16), hidden=32)), path, overwrite=True),

@@ -8,10 +8,12 @@ from comfy_harmovid.composite import (
     Placement,
     alpha_over,
     composite,
+    composite_chunk,
     decontaminate_foreground,
     frame_schedule,
 )
 from comfy_harmovid.errors import HarmoVidError
+from conftest import make_portrait_clip
 
 EXPECTED_TOP_LEFT = {  # a 20x30 foreground placed at its own size on a 40x60 background
     "top-left": (0, 0),
@@ -251,3 +253,20 @@ def test_decontamination_paints_the_clear_background_next_to_the_person_in_the_p
     to_person = (beside - person[:, :, 38:42]).abs().sum(-1).max()
     to_screen = (beside - frames[:, :, 38:42]).abs().sum(-1).min()
     assert to_person < 0.5 * to_screen, f"colour {to_person:.2f} from the person but {to_screen:.2f} from the screen"
+
+
+@pytest.mark.parametrize("x, y", [(0.0, 0.0), (0.45, 0.0), (-0.3, 0.4)])
+def test_a_chunk_at_its_own_size_composites_as_decontaminating_every_pixel_would(x, y):
+    """Without resizing, the composite decontaminates only the soft edge: it must equal decontaminating the
+    whole foreground and blending it, to float rounding (also with the person partly off the canvas)."""
+    frames, mask, _ = make_portrait_clip(frames=4, height=64, width=80, seed=3)
+    alpha = torch.nn.functional.avg_pool2d(mask[:, None], 7, stride=1, padding=3, count_include_pad=False)[:, 0]
+    assert ((alpha > 0) & (alpha < 1)).any(), "the test needs a soft edge"
+    background = torch.rand(4, 64, 120, 3, generator=torch.Generator().manual_seed(5))
+    placement = Placement(frames.shape[1:3], background.shape[1:3], x=x, y=y)
+    assert placement.size == placement.foreground_size
+    expected = placement.over(decontaminate_foreground(frames, alpha), placement.place_alpha(alpha), background)
+    result, _ = composite_chunk(frames, background.clone(), alpha, placement, in_place=True)
+    assert (result - expected).abs().max() < 1e-6, f"differs by up to {(result - expected).abs().max():.2e}"
+    copied, _ = composite_chunk(frames, background, alpha, placement)
+    assert torch.equal(copied, result), "writing into a copy and into the background must give the same frames"

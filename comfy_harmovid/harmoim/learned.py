@@ -40,6 +40,8 @@ class LearnedHarmonizer:
     person from losing more colour cast than the scene's light supports (``respect_scene_cast``).
     """
 
+    uses_background = False  # process() ignores the background plate
+
     def __init__(self, strength: float = 1.0, *, weights=None, temporal_smoothing: float = 0.7,
                  max_exposure_change: Optional[float] = MAX_EXPOSURE_CHANGE, scene_cast: bool = True):
         self.strength = check_strength(strength)

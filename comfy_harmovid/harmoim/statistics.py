@@ -104,6 +104,8 @@ class StatisticsHarmonizer:
     (``settings.temporal_smoothing``), so the correction does not flicker.
     """
 
+    uses_background = True  # process() reads the scene's light from the background plate when given
+
     def __init__(self, strength: float = 1.0, *, settings: Optional[StatisticsSettings] = None):
         self.strength = check_strength(strength)
         if settings is None:

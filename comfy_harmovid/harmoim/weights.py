@@ -11,7 +11,7 @@ import torch
 
 from ..errors import HarmoVidError
 from ..locations import model_folders
-from ..model.checkpoint import check_state_dict, read_safetensors, read_safetensors_header, save_safetensors
+from ..weights_files import check_state_dict, read_safetensors, read_safetensors_header, save_safetensors
 from .network import HarmoImConfig, HarmoImNet
 
 CONFIG_KEY = "harmoim_config"

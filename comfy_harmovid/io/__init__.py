@@ -39,4 +39,4 @@ from .reading import (
     stack_frames,
 )
 from .sources import DEFAULT_IMAGE_FPS
-from .writing import VIDEO_EXTENSIONS, X264_PRESETS, VideoWriter, write_video
+from .writing import VIDEO_EXTENSIONS, X264_PRESETS, VideoWriter, uint8_frames, write_video

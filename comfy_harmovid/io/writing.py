@@ -44,6 +44,12 @@ def _as_fraction(fps) -> Fraction:
     return Fraction(fps).limit_denominator(100000)
 
 
+def uint8_frames(frames: torch.Tensor) -> list:
+    """Float frames ``[t, H, W, 3]`` in 0..1 as the 8-bit ``[H, W, 3]`` arrays that
+    :meth:`VideoWriter.write_arrays` takes (rounded as :meth:`VideoWriter.write` does)."""
+    return list(_to_uint8(check_frames(frames, "frames")))
+
+
 def _to_uint8(frames: torch.Tensor) -> Iterator[np.ndarray]:
     """[t, H, W, 3] or [t, H, W] floats in 0..1 -> uint8 [H, W, 3] frames (masks become grey).
 
@@ -152,7 +158,23 @@ class VideoWriter:
             frames = check_mask(frames, "frames to write")
         else:
             frames = check_frames(frames, "frames to write")
-        size = tuple(frames.shape[1:3])
+        self._write_all(_to_uint8(frames), tuple(frames.shape[1:3]))
+
+    def write_arrays(self, arrays) -> None:
+        """Append 8-bit ``[H, W, 3]`` RGB arrays (as :func:`~comfy_harmovid.io.iter_frame_arrays` yields them)."""
+        if self._done:
+            raise HarmoVidError(f"{self.path}: the writer is already closed; open a new VideoWriter.")
+        arrays = list(arrays)
+        for array in arrays:
+            if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3:
+                raise HarmoVidError(
+                    "write_arrays takes uint8 [H, W, 3] arrays; write float frames [t, H, W, 3] with write()."
+                )
+        if arrays:
+            self._write_all(arrays, arrays[0].shape[:2])
+
+    def _write_all(self, arrays, size) -> None:
+        size = tuple(size)
         if self.size is None:
             self.size = size
             try:
@@ -167,7 +189,9 @@ class VideoWriter:
                 f"{self.path}: this chunk is {size[1]}x{size[0]} but the video is {self.size[1]}x{self.size[0]}. "
                 "All frames of one video must have the same size."
             )
-        for array in _to_uint8(frames):
+        for array in arrays:
+            if array.shape[:2] != size:
+                raise HarmoVidError(f"{self.path}: frames of one chunk differ in size; give frames of one size.")
             self._write_array(array)
             self.frames_written += 1
         if self._audio is not None:

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import HarmoVidError
 from ..locations import shipped_path
-from ..model.checkpoint import read_safetensors, read_safetensors_header, resolve_dtype
+from ..weights_files import read_safetensors, read_safetensors_header, resolve_dtype
 from .tokenizer import load_clip_tokenizer, require_transformers
 
 StateDict = Dict[str, torch.Tensor]

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 
 from ..errors import HarmoVidError
 from ..progress import ProgressCallback, report, scaled
-from ..sampling.detail import transfer_light
 from ..validate import check_frames, check_mask, check_same_length, check_same_size
 from .attention import LightMemory, install_consistent_light
 from .loading import ICLightModels, sd15_config
@@ -203,6 +202,8 @@ class ICLightRelighter:
                                self._encode(self._to_model(background, size))], dim=1)
         relit = self._decode(self.relight_latents(start, condition, progress))
         reconstruction = self._decode(start)
+        from ..sampling.detail import transfer_light  # here: the sampling package imports diffusers
+
         transfer_light(relit, reconstruction, composite, radius=self.settings.light_smoothing, out=out)
         # Back through the alpha onto the untouched background.
         out.mul_(weight).add_(background * (1 - weight))

@@ -171,7 +171,7 @@ def convert_sam2_checkpoint(source: Union[str, Path], target: Union[str, Path], 
     The pickle is opened with ``torch.load(weights_only=True)``, which refuses anything but tensors
     and plain containers. Returns the written path.
     """
-    from ..model.checkpoint import save_safetensors
+    from ..weights_files import save_safetensors
 
     source, target = Path(source), Path(target)
     if not source.is_file():

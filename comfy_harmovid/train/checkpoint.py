@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from ..errors import HarmoVidError
 from ..model import save_transformer
 from ..atomic import atomic_output
-from ..model.checkpoint import read_safetensors, save_safetensors
+from ..weights_files import read_safetensors, save_safetensors
 
 TRANSFORMER = "transformer.safetensors"
 OPTIMIZER = "optimizer.safetensors"
