@@ -213,8 +213,9 @@ class VideoWriter:
         else:
             stream = self._container.add_stream("libx264", rate=rate)
             stream.pix_fmt = "yuv420p"
-            # chromaloc=1: the chroma is box-filtered (centre-sited); tell decoders, or they shift it
-            stream.options = {"crf": str(self.crf), "preset": self.preset, "x264-params": "chromaloc=1"}
+            # chromaloc=1: the chroma is box-filtered (centre-sited); tell decoders, or they shift it.
+            # rc-lookahead=20 (medium's is 40): x264 holds half as many frames (about 140 MiB less at 1080p).
+            stream.options = {"crf": str(self.crf), "preset": self.preset, "x264-params": "chromaloc=1:rc-lookahead=20"}
             height, width = height + height % 2, width + width % 2
             context = stream.codec_context
             context.colorspace, context.color_primaries, context.color_trc = 1, 1, 1  # BT.709
