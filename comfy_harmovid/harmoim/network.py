@@ -13,9 +13,7 @@ Two kinds of evidence meet in a small MLP:
   background and over the whole frame (so it can compare the two regions and see what the person is);
 - colour statistics: for the person and for the background, the mean colour in each luminance band
   and the share of the region in that band, plus mean and spread per channel. These are what a
-  banded colour map acts on, so the MLP does not have to discover them. Optionally
-  (``extreme_colours``) also the mean colour of each region's brightest and darkest few pixels:
-  highlights take the colour of the light whatever the skin tone, and blacks show a fade or tint.
+  banded colour map acts on, so the MLP does not have to discover them.
 
 Output: raw transform parameters ``[B, 12 K + 1]``; the last layer starts at zero, so an untrained
 network is exactly the identity.
@@ -48,7 +46,6 @@ class HarmoImConfig:
     # a wider CNN learns them by heart and then misjudges people it has not seen.
     widths: Tuple[int, ...] = (4, 8, 8, 8)
     hidden: int = 128  # width of the MLP
-    extreme_colours: bool = False  # also see each region's brightest and darkest pixels' colour
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
@@ -82,35 +79,12 @@ def _masked_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return (values * weight).sum(-1) / weight.sum(-1).clamp(min=1e-3)
 
 
-EXTREME_SHARE = 0.05  # the brightest (darkest) pixels of a region making up this share of its weight
-
-
-def extreme_colour(pixels: torch.Tensor, luma: torch.Tensor, weight: torch.Tensor, brightest: bool) -> torch.Tensor:
-    """Mean colour ``[B, 3]`` of the brightest (or darkest) pixels that make up ``EXTREME_SHARE`` of the
-    ``weight`` ``[B, N]`` of colours ``pixels`` ``[B, 3, N]`` with luma ``luma`` ``[B, N]``."""
-    order = luma.argsort(dim=1, descending=brightest)
-    ranked = weight.gather(1, order)
-    before = ranked.cumsum(1) - ranked  # weight of the pixels ranked above each one
-    quota = EXTREME_SHARE * weight.sum(1, keepdim=True)
-    taken = (quota - before).clamp(min=0.0).minimum(ranked)  # how much of each pixel's weight falls in the share
-    colours = pixels.gather(2, order.unsqueeze(1).expand_as(pixels))
-    return (colours * taken.unsqueeze(1)).sum(-1) / taken.sum(-1, keepdim=True).clamp(min=1e-6)
-
-
-def statistics_count(bands: int, extreme_colours: bool) -> int:
-    """How many numbers ``colour_statistics`` gives per image."""
-    return 2 * (4 * bands + 6 + (6 if extreme_colours else 0))
-
-
-def colour_statistics(composite: torch.Tensor, alpha: torch.Tensor, bands: int,
-                      extreme_colours: bool = False) -> torch.Tensor:
-    """Per-region colour evidence ``[B, statistics_count(...)]``: for the person (alpha) and the
-    background (1 - alpha), the mean colour and share of pixels in each luminance band, and the mean and
-    standard deviation of each channel; with ``extreme_colours``, the mean colour of the brightest and
-    of the darkest pixels (``extreme_colour``)."""
+def colour_statistics(composite: torch.Tensor, alpha: torch.Tensor, bands: int) -> torch.Tensor:
+    """Per-region colour evidence ``[B, 2 * (4 K + 6)]``: for the person (alpha) and the background
+    (1 - alpha), the mean colour and share of pixels in each luminance band, and the mean and
+    standard deviation of each channel."""
     pixels = composite.flatten(2)  # [B, 3, N]
-    luma = (pixels * LUMA.to(pixels).view(1, 3, 1)).sum(1)  # [B, N]
-    weights = band_weights(luma, bands).transpose(1, 2)  # [B, K, N]
+    weights = band_weights((pixels * LUMA.to(pixels).view(1, 3, 1)).sum(1), bands).transpose(1, 2)  # [B, K, N]
     features = []
     for region in (alpha.flatten(2), 1.0 - alpha.flatten(2)):  # [B, 1, N]
         band_region = weights * region  # [B, K, N]
@@ -120,8 +94,6 @@ def colour_statistics(composite: torch.Tensor, alpha: torch.Tensor, bands: int,
         mean = _masked_mean(pixels, region)
         spread = (_masked_mean((pixels - mean.unsqueeze(-1)) ** 2, region) + 1e-6).sqrt()
         features += [band_means.flatten(1), share, mean, spread]
-        if extreme_colours:
-            features += [extreme_colour(pixels, luma, region[:, 0], brightest) for brightest in (True, False)]
     return torch.cat(features, dim=1)
 
 
@@ -131,7 +103,7 @@ class HarmoImNet(nn.Module):
         self.config = config or HarmoImConfig()
         widths = (4,) + self.config.widths
         self.encoder = nn.Sequential(*[_stage(a, b) for a, b in zip(widths[:-1], widths[1:])])
-        statistics = statistics_count(self.config.bands, self.config.extreme_colours)
+        statistics = 2 * (4 * self.config.bands + 6)
         outputs = parameter_count(self.config.bands)
         self.head = nn.Sequential(
             nn.Linear(3 * widths[-1] + statistics, self.config.hidden), nn.ReLU(inplace=True),
@@ -147,7 +119,7 @@ class HarmoImNet(nn.Module):
         small_alpha = nn.functional.adaptive_avg_pool2d(alpha, features.shape[-2:]).flatten(2)  # [B, 1, n]
         flat = features.flatten(2)
         pooled = [_masked_mean(flat, small_alpha), _masked_mean(flat, 1.0 - small_alpha), flat.mean(-1)]
-        evidence = colour_statistics(composite, alpha, self.config.bands, self.config.extreme_colours)
+        evidence = colour_statistics(composite, alpha, self.config.bands)
         return self.head(torch.cat(pooled + [evidence], dim=1))
 
     def predict_maps(self, composite: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
