@@ -28,6 +28,15 @@ from .weights import load_harmoim
 MAX_EXPOSURE_CHANGE = 0.05
 
 
+def network_view(frames: np.ndarray, alphas: np.ndarray, size: int):
+    """``[T, H, W, 3]`` frames and ``[T, H, W]`` alphas (float32) as the network sees them: ``size`` x ``size``,
+    area-averaged."""
+    shape = (size, size)
+    small = np.stack([cv2.resize(f, shape, interpolation=cv2.INTER_AREA) for f in frames])
+    small_alpha = np.stack([cv2.resize(a, shape, interpolation=cv2.INTER_AREA) for a in alphas])
+    return small, small_alpha
+
+
 class LearnedHarmonizer:
     """Streaming learned harmonization: feed consecutive chunks to :meth:`process`.
 
@@ -79,9 +88,7 @@ class LearnedHarmonizer:
 
     def _predict(self, frames: np.ndarray, alphas: np.ndarray) -> torch.Tensor:
         """The network's colour maps ``[T, K, 4, 3]`` for ``[T, H, W, 3]`` frames, seen at its input size."""
-        size = (self.net.config.input_size,) * 2
-        small = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
-        small_alpha = np.stack([cv2.resize(a, size, interpolation=cv2.INTER_AREA) for a in alphas])
+        small, small_alpha = network_view(frames, alphas, self.net.config.input_size)
         device = next(self.net.parameters()).device
         # A small network on small images: on the CPU, torch's threads cost more than they save.
         threads = one_torch_thread() if device.type == "cpu" else contextlib.nullcontext()

@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""Development checks of the learned HarmoIm on two folds of its TRAINING split only
+(models/harmoim/harmoim-v2-manifest.yaml); the held-out people and LUTs are never touched.
+
+Fold A trains on every other training clip and every other LUT, fold B on the rest; the 17 stills are in
+both. A fold's networks are scored on the other clips x the other LUTs (12 frames at 256 px, binary
+mask), alone and with the two inference rules. Results are in docs/training.md, section 5.
+
+    python scripts/harmoim_fold_check.py prepare WORKDIR          # fold manifests
+    # Settings under test: any network trained on a fold's manifest, named WORKDIR/{A,B}_NAME.safetensors
+    harmovid train harmoim --manifest WORKDIR/A_all.yaml --config my-settings.yaml --steps 2000 --threads 1 \
+        -o WORKDIR/A_mine.safetensors                              # and the same for B
+    python scripts/harmoim_fold_check.py networks WORKDIR A mine   # then B; several names may follow
+
+    # Would three person-bagged networks, averaged (and held back where they disagree), beat one?
+    harmovid train harmoim --manifest WORKDIR/A_m0.yaml --steps 2000 --threads 1 -o WORKDIR/A_m0.safetensors
+    ... the same for A_m1, A_m2, B_m0, B_m1, B_m2
+    python scripts/harmoim_fold_check.py ensemble WORKDIR A       # then B
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from comfy_harmovid.color import apply_lut, read_cube
+from comfy_harmovid.evaluation.cases import composite
+from comfy_harmovid.evaluation.dev_data import load_portraits
+from comfy_harmovid.harmoim.learned import network_view
+from comfy_harmovid.harmoim.transform import apply_maps, limit_exposure, respect_scene_cast
+from comfy_harmovid.harmoim.weights import load_harmoim
+
+ROOT = Path(__file__).resolve().parents[1]
+MEMBERS, FRAMES, SIZE, INPUT_SIZE = 3, 12, 256, 96
+DISAGREEMENT_SCALES = (0.02, 0.04, 0.08)  # RMS spread of the members' outputs (0..1) that halves the change
+
+
+def prepare(workdir: Path) -> None:
+    manifest_dir = ROOT / "models" / "harmoim"
+    manifest = yaml.safe_load((manifest_dir / "harmoim-v2-manifest.yaml").read_text())
+    clips = [str((manifest_dir / c).resolve()) for c in manifest["clips"]]
+    luts = [str((manifest_dir / c).resolve()) for c in manifest["luts"]]
+    videos, stills = [c for c in clips if c.endswith(".mp4")], [c for c in clips if not c.endswith(".mp4")]
+    workdir.mkdir(parents=True, exist_ok=True)
+    for fold, parity in (("A", 0), ("B", 1)):
+        sources = [v for i, v in enumerate(videos) if i % 2 == parity] + stills
+        train_luts = [c for i, c in enumerate(luts) if i % 2 == parity]
+        for member in range(MEMBERS):
+            bag = [s for i, s in enumerate(sources) if i % MEMBERS != member]
+            (workdir / f"{fold}_m{member}.yaml").write_text(yaml.safe_dump({"clips": bag, "luts": train_luts}))
+        (workdir / f"{fold}_all.yaml").write_text(yaml.safe_dump({"clips": sources, "luts": train_luts}))
+        scored = {"clips": [v for i, v in enumerate(videos) if i % 2 != parity],
+                  "luts": [c for i, c in enumerate(luts) if i % 2 != parity]}
+        (workdir / f"{fold}_eval.yaml").write_text(yaml.safe_dump(scored))
+
+
+def _identity(frames: int) -> torch.Tensor:
+    return torch.cat([torch.eye(3), torch.zeros(1, 3)]).expand(frames, 5, 4, 3)
+
+
+def _with_rules(maps, pixels, weights):
+    return respect_scene_cast(limit_exposure(maps, pixels, weights, 0.05), pixels, weights)
+
+
+def score(workdir: Path, fold: str, variants, label: str) -> None:
+    """Score every held-back person x LUT of ``fold``: ``variants(small, small_alpha, pixels, weights)``
+    gives ``{name: maps}``; prints mean gain, shares below -0.5 and -2 dB and the worst case per name."""
+    torch.set_num_threads(1)
+    scored = yaml.safe_load((workdir / f"{fold}_eval.yaml").read_text())
+    portraits = load_portraits([Path(c) for c in scored["clips"]], FRAMES, SIZE)
+    luts = [(Path(c).stem, read_cube(c)) for c in scored["luts"]]
+    rows = []
+    with torch.inference_mode():
+        for person in portraits:
+            for lut_name, lut in luts:
+                graded = composite(apply_lut(person.frames, lut), person.frames, person.mask)
+                picked = [(graded[t][person.mask[t] > 0.5][None], person.frames[t][person.mask[t] > 0.5][None])
+                          for t in range(FRAMES)]
+
+                def fpsnr(maps):  # the person's pixels only: the method changes nothing else
+                    mse = torch.stack([((apply_maps(x, maps[t : t + 1]).clamp(0, 1) - y) ** 2).mean()
+                                       for t, (x, y) in enumerate(picked)])
+                    return 10 * float(torch.log10(1 / mse.double().mean()))
+
+                small, small_alpha = (torch.from_numpy(x) for x in network_view(
+                    graded.numpy(), person.mask.numpy(), INPUT_SIZE))  # what LearnedHarmonizer feeds it
+                pixels, weights = small.flatten(1, 2), small_alpha.flatten(1)
+                small, small_alpha = small.permute(0, 3, 1, 2), small_alpha[:, None]
+                row = {"case": f"{person.name}/{lut_name}", "identity": fpsnr(_identity(FRAMES))}
+                for name, maps in variants(small, small_alpha, pixels, weights).items():
+                    row[name] = fpsnr(maps)
+                rows.append(row)
+    (workdir / f"scores_{fold}_{label}.json").write_text(json.dumps(rows, indent=1))
+    print(f"{'variant':34s} mean gain  <-0.5 dB  <-2 dB  worst   ({len(rows)} cases)")
+    for name in [k for k in rows[0] if k not in ("case", "identity")]:
+        gain = np.array([r[name] - r["identity"] for r in rows])
+        print(f"{name:34s} {gain.mean():+8.2f} {np.mean(gain < -0.5):8.0%} {np.mean(gain < -2):7.0%} {gain.min():+6.2f}")
+
+
+def networks(workdir: Path, fold: str, names) -> None:
+    """Each network ``{fold}_{name}`` alone and with the inference rules."""
+    nets = {name: load_harmoim(workdir / f"{fold}_{name}.safetensors") for name in names}
+
+    def variants(small, small_alpha, pixels, weights):
+        out = {}
+        for name, net in nets.items():
+            maps = net.predict_maps(small, small_alpha)
+            out[f"{name} alone"], out[f"{name} + rules"] = maps, _with_rules(maps, pixels, weights)
+        return out
+
+    score(workdir, fold, variants, "_".join(names))
+
+
+def ensemble(workdir: Path, fold: str) -> None:
+    """The three person-bagged members alone, averaged, and averaged but held back where they disagree."""
+    members = [load_harmoim(workdir / f"{fold}_m{m}.safetensors") for m in range(MEMBERS)]
+
+    def variants(small, small_alpha, pixels, weights):
+        each = [net.predict_maps(small, small_alpha) for net in members]
+        mean = torch.stack(each).mean(0)
+        outputs = torch.stack([apply_maps(pixels, m).clamp(0, 1) for m in each])
+        person_px = (weights > 0.5).float()
+        spread = ((((outputs - apply_maps(pixels, mean).clamp(0, 1)) ** 2).sum(-1).mean(0) * person_px).sum(1)
+                  / person_px.sum(1).clamp(min=1)).sqrt()
+        identity = _identity(FRAMES)
+        out = {}
+        for m, maps in enumerate(each):
+            out[f"network {m} alone"] = maps
+            out[f"network {m} + rules"] = _with_rules(maps, pixels, weights)
+        out["mean of 3 alone"] = mean
+        out["mean of 3 + rules"] = _with_rules(mean, pixels, weights)
+        for scale in DISAGREEMENT_SCALES:
+            keep = (1 / (1 + (spread / scale) ** 2)).view(-1, 1, 1, 1)
+            out[f"mean of 3, disagreement {scale}"] = identity + keep * (mean - identity)
+        return out
+
+    score(workdir, fold, variants, "ensemble")
+
+
+if __name__ == "__main__":
+    command, workdir = sys.argv[1], Path(sys.argv[2])
+    if command == "prepare":
+        prepare(workdir)
+    elif command == "networks":
+        networks(workdir, sys.argv[3], sys.argv[4:])
+    else:
+        ensemble(workdir, sys.argv[3])
