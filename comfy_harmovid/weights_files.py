@@ -5,6 +5,7 @@ Kept apart from ``model/`` so that loading small weights (HarmoIm, training stat
 diffusion transformer's libraries.
 """
 
+import os
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
 
@@ -12,7 +13,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .atomic import atomic_output
+from .atomic import atomic_output, current_umask
 from .errors import HarmoVidError
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle"}
@@ -137,4 +138,6 @@ def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: Union[str, Pa
     path = Path(path)
     with atomic_output(path) as partial:
         save_file(dict(state_dict), str(partial), metadata=metadata)
+        # safetensors creates the file readable by its owner only; give it the permissions of any new file
+        os.chmod(partial, 0o666 & ~current_umask())
     return path

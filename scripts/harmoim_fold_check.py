@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Development checks of the learned HarmoIm on two folds of its TRAINING split only
-(models/harmoim/harmoim-v2-manifest.yaml); the held-out people and LUTs are never touched.
+(models/harmoim/harmoim-v3-manifest.yaml); the held-out people and LUTs are never touched.
 
 Fold A trains on every other training clip and every other LUT, fold B on the rest; the 17 stills are in
 both. A fold's networks are scored on the other clips x the other LUTs (12 frames at 256 px, binary
@@ -40,7 +40,7 @@ DISAGREEMENT_SCALES = (0.02, 0.04, 0.08)  # RMS spread of the members' outputs (
 
 def prepare(workdir: Path) -> None:
     manifest_dir = ROOT / "models" / "harmoim"
-    manifest = yaml.safe_load((manifest_dir / "harmoim-v2-manifest.yaml").read_text())
+    manifest = yaml.safe_load((manifest_dir / "harmoim-v3-manifest.yaml").read_text())
     clips = [str((manifest_dir / c).resolve()) for c in manifest["clips"]]
     luts = [str((manifest_dir / c).resolve()) for c in manifest["luts"]]
     videos, stills = [c for c in clips if c.endswith(".mp4")], [c for c in clips if not c.endswith(".mp4")]

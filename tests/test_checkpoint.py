@@ -315,3 +315,21 @@ def test_a_failed_write_keeps_the_old_checkpoint_and_leaves_no_partial_file(tmp_
         assert path.read_bytes() == old, f"a failed {what} write changed the existing file"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"], f"a failed {what} write left a partial file"
     assert_same_weights(load_transformer(path), tiny_model(), "the kept checkpoint")
+
+
+def test_saved_weights_get_the_usual_file_permissions(tmp_path):
+    """safetensors creates files readable by their owner only; a shipped or shared weights file must not be."""
+    import os
+    import stat
+
+    from comfy_harmovid.harmoim import HarmoImConfig, HarmoImNet, save_harmoim
+
+    previous = os.umask(0o022)
+    try:
+        paths = [save_transformer(tiny_model(), tmp_path / "model.safetensors"),
+                 save_harmoim(HarmoImNet(HarmoImConfig(input_size=32, bands=3, widths=(8, 16), hidden=32)),
+                              tmp_path / "harmoim.safetensors")]
+    finally:
+        os.umask(previous)
+    for path in paths:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, f"{path.name}: {oct(path.stat().st_mode)}"

@@ -294,6 +294,27 @@ def test_per_source_sampling_gives_a_still_as_much_weight_as_a_long_clip():
     assert sum(index == 40 for index in uniform) / 2000 < 0.05, "frame-uniform sampling should rarely draw the still"
 
 
+def test_training_crops_are_shrunk_as_inference_shrinks_frames():
+    """The network must see in training what it sees at inference (``network_view``): fine detail averaged,
+    not aliased or blurred differently."""
+    import numpy as np
+
+    from comfy_harmovid.harmoim.learned import network_view
+    from comfy_harmovid.harmoim.training import sample_batch
+
+    rows, cols = np.indices((64, 64))
+    stripes = ((rows // 2 + cols // 3) % 2).astype(np.float32)  # detail finer than the network's grid
+    frame = np.stack([stripes, 1 - stripes, np.full_like(stripes, 0.5)], -1)
+    alpha = (cols > 20).astype(np.float32)
+    pool = FramePool(torch.from_numpy(frame)[None], torch.from_numpy(alpha)[None], ["stripes"])
+    seen, seen_alpha = network_view(frame[None], alpha[None], 24)
+    crops, crop_alpha = sample_batch(pool, 8, 24, 1.0, torch.Generator().manual_seed(0))
+    for crop, crop_a in zip(crops.numpy(), crop_alpha.numpy()):
+        mirrored = crop[:, ::-1], crop_a[:, ::-1]
+        errors = [max(np.abs(c - seen[0]).max(), np.abs(a - seen_alpha[0]).max()) for c, a in ((crop, crop_a), mirrored)]
+        assert min(errors) < 1e-5, f"a full-frame training crop differs from the inference view by {min(errors):.3f}"
+
+
 def test_training_steps_lower_the_loss_on_a_fixed_batch():
     torch.manual_seed(0)
     net = HarmoImNet(TINY)

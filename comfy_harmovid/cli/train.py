@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import HarmoVidError
 from ..locations import shipped_path
 
-HARMOIM_CONFIG = shipped_path("configs", "harmoim", "harmoim-v2.yaml")
+HARMOIM_CONFIG = shipped_path("configs", "harmoim", "harmoim-v3.yaml")
 
 
 def _print_record(record: dict) -> None:

@@ -28,12 +28,17 @@ from .weights import load_harmoim
 MAX_EXPOSURE_CHANGE = 0.05
 
 
+def area_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` ``[H, W]`` or ``[H, W, C]`` (float32) shrunk to ``size`` x ``size`` by area averaging: the one
+    way frames are made small for the network, in training and at inference."""
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
 def network_view(frames: np.ndarray, alphas: np.ndarray, size: int):
     """``[T, H, W, 3]`` frames and ``[T, H, W]`` alphas (float32) as the network sees them: ``size`` x ``size``,
     area-averaged."""
-    shape = (size, size)
-    small = np.stack([cv2.resize(f, shape, interpolation=cv2.INTER_AREA) for f in frames])
-    small_alpha = np.stack([cv2.resize(a, shape, interpolation=cv2.INTER_AREA) for a in alphas])
+    small = np.stack([area_resize(f, size) for f in frames])
+    small_alpha = np.stack([area_resize(a, size) for a in alphas])
     return small, small_alpha
 
 

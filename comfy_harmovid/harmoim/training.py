@@ -36,6 +36,7 @@ from ..filters import resize
 from ..io import iter_mask_chunks, iter_video_chunks, probe_video
 from ..progress import ProgressCallback, report
 from .grades import GradeOptions, random_grades
+from .learned import area_resize
 from .network import HarmoImConfig, HarmoImNet, check_known_fields
 from .transform import apply_through_alpha
 
@@ -48,7 +49,7 @@ class HarmoImTrainConfig:
     network: HarmoImConfig = field(default_factory=HarmoImConfig)
     grades: GradeOptions = field(default_factory=GradeOptions)
     frames_per_clip: int = 64  # frames sampled evenly from each clip
-    pool_size: int = 128  # frames are kept at pool_size x pool_size; crops are resized to the input size
+    pool_size: int = 128  # frames are kept at pool_size x pool_size; crops are area-shrunk to the input size
     min_crop: float = 0.7  # smallest crop side, as a share of the pool frame
     binary_alpha: float = 0.0  # share of samples whose alpha is cut to a binary mask (as a segmenter's)
     per_source: bool = False  # draw a clip or still first, then one of its frames (a still counts as a clip)
@@ -153,14 +154,16 @@ def build_pool(clips, frames_per_clip: int, pool_size: int, progress: ProgressCa
 
 
 def _random_crop(image: torch.Tensor, input_size: int, min_crop: float, generator: torch.Generator) -> torch.Tensor:
-    """A random square crop of ``image`` ``[S, S, C]``, mirrored half of the time, resized to ``input_size``."""
+    """A random square crop of ``image`` ``[S, S, C]``, mirrored half of the time, shrunk to ``input_size`` as
+    inference shrinks frames (``area_resize``)."""
     size = image.shape[0]
     side = int(size * (min_crop + (1 - min_crop) * float(torch.rand((), generator=generator))))
     top, left = (int(torch.randint(size - side + 1, (), generator=generator)) for _ in range(2))
     crop = image[top:top + side, left:left + side]
     if bool(torch.rand((), generator=generator) < 0.5):
         crop = crop.flip(1)
-    return resize(crop.permute(2, 0, 1), (input_size, input_size)).permute(1, 2, 0)
+    small = area_resize(np.ascontiguousarray(crop.numpy()), input_size)
+    return torch.from_numpy(small)
 
 
 def _frame_indices(pool: FramePool, count: int, per_source: bool, generator: torch.Generator) -> List[int]:

@@ -16,7 +16,7 @@ from .network import HarmoImConfig, HarmoImNet
 
 CONFIG_KEY = "harmoim_config"
 TRAINING_KEY = "harmoim_training"
-DEFAULT_WEIGHTS_NAME = "harmoim-v2.safetensors"
+DEFAULT_WEIGHTS_NAME = "harmoim-v3.safetensors"
 
 
 def weights_folders() -> list:
