@@ -147,6 +147,23 @@ def test_scene_cast_restraint_stops_cooling_a_person_below_a_warm_rooms_cast():
     assert torch.allclose(restrained[1:], maps[1:]), "warming in a warm room, or cooling in a grey one, was changed"
 
 
+def test_scene_cast_restraint_leaves_a_person_who_shows_little_of_the_rooms_cast():
+    """Someone in front of a green screen is not lit green: a map that makes them a little less green is
+    theirs to keep, as the same map is taken back for a person who shares the room's cast."""
+    from comfy_harmovid.harmoim.transform import respect_scene_cast
+
+    noise = 0.03 * torch.rand(2, 400, 3, generator=torch.Generator().manual_seed(0))
+    scene = torch.tensor([0.2, 0.7, 0.25]).view(1, 1, 3)  # a strongly green room
+    people = torch.tensor([[0.62, 0.5, 0.45], [0.35, 0.6, 0.35]]).view(2, 1, 3)  # neutral skin; green as the room
+    alpha = torch.cat([torch.ones(2, 200), torch.zeros(2, 200)], dim=1)
+    pixels = torch.cat([people.expand(2, 200, 3), scene.expand(2, 200, 3)], dim=1) + noise
+    maps = bounded_maps(torch.zeros(2, parameter_count(3)), 3).clone()
+    maps[:, :, 3, :] += torch.tensor([0.03, -0.02, 0.03])  # a little less green, a little brighter
+    restrained = respect_scene_cast(maps, pixels, alpha)
+    assert torch.allclose(restrained[0], maps[0]), "the map of a person without the room's cast was changed"
+    assert not torch.allclose(restrained[1], maps[1]), "a person who shares the room's cast lost it"
+
+
 def test_learned_harmonizer_limits_the_exposure_change_by_default():
     clip, mask, _ = make_portrait_clip(frames=2, height=40, width=56)
     net = tiny_net()
