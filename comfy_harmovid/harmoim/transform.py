@@ -17,6 +17,8 @@ At inference two restraints can hold back what the network asserts from its prio
 ``respect_scene_cast``.
 """
 
+import math
+
 import cv2
 import numpy as np
 import torch
@@ -170,31 +172,34 @@ def _map_block(frame: np.ndarray, alpha: np.ndarray, matrices: np.ndarray, stren
                scratch) -> None:
     """The banded maps (``matrices`` ``[K, 3, 4]``) applied to a block ``[h, w, 3]`` through its alpha, into ``out``.
 
+    The hat-weighted sum of the bands' maps is computed as ramps: for a pixel at band position ``p``,
+    ``sum_k w_k(p) M_k = M_0 + sum_k r_k(p) (M_k - M_k-1)`` with ``r_k(p) = clamp(p - k + 1, 0, 1)``. Ramps
+    that are 1 over the whole block fold into its base map and ramps that are 0 drop out, so a block
+    spanning ``n`` bands costs ``n - 1`` weighted passes.
+
     ``scratch``: four flat float32 arrays of at least ``3 h w`` values, reused block after block so that
-    they stay in the CPU cache and no pass allocates. Every per-pixel weight (band position, hat weight,
+    they stay in the CPU cache and no pass allocates. Every per-pixel weight (band position, ramp,
     alpha) is kept in all three channels: numpy's broadcasting of an ``[h, w, 1]`` weight over colours
     costs several times a plain elementwise pass.
     """
     bands = matrices.shape[0]
     height, width = frame.shape[:2]
-    mapped, band_map, position, weight = (array[: height * width * 3].reshape(height, width, 3) for array in scratch)
+    mapped, band_map, position, ramp = (array[: height * width * 3].reshape(height, width, 3) for array in scratch)
     cv2.transform(frame, LUMA_ROWS * np.float32(bands - 1), dst=position)  # luma -> band position, x3
     cv2.threshold(position, bands - 1, 0.0, cv2.THRESH_TRUNC, dst=position)
     cv2.threshold(position, 0.0, 0.0, cv2.THRESH_TOZERO, dst=position)
-    lowest, highest = float(position.min()), float(position.max())
-    mapped.fill(0.0)
-    for band in range(bands):
-        if not lowest - 1 < band < highest + 1:  # its hat weight is 0 everywhere in the block
-            continue
-        cv2.absdiff(position, (band, band, band, 0), dst=weight)
-        np.subtract(np.float32(1.0), weight, out=weight)
-        cv2.threshold(weight, 0.0, 0.0, cv2.THRESH_TOZERO, dst=weight)  # hat weight max(0, 1 - |position - band|)
-        cv2.transform(frame, matrices[band], dst=band_map)
-        np.multiply(band_map, weight, out=band_map)
+    base = int(position.min())  # every ramp up to this band is 1 over the block
+    top = min(bands - 1, math.ceil(float(position.max())))  # every ramp past this band is 0
+    cv2.transform(frame, matrices[base], dst=mapped)
+    for band in range(base + 1, top + 1):
+        np.subtract(position, np.float32(band - 1), out=ramp)
+        _clip_unit(ramp)
+        cv2.transform(frame, matrices[band] - matrices[band - 1], dst=band_map)
+        np.multiply(band_map, ramp, out=band_map)
         mapped += band_map
     _clip_unit(mapped)
     mapped -= frame
     blend = np.float32(strength) * alpha
-    cv2.merge([blend, blend, blend], dst=weight)
-    mapped *= weight
+    cv2.merge([blend, blend, blend], dst=ramp)
+    mapped *= ramp
     np.add(mapped, frame, out=out)
