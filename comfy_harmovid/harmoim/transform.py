@@ -188,8 +188,9 @@ def _map_block(frame: np.ndarray, alpha: np.ndarray, matrices: np.ndarray, stren
     cv2.transform(frame, LUMA_ROWS * np.float32(bands - 1), dst=position)  # luma -> band position, x3
     cv2.threshold(position, bands - 1, 0.0, cv2.THRESH_TRUNC, dst=position)
     cv2.threshold(position, 0.0, 0.0, cv2.THRESH_TOZERO, dst=position)
-    base = int(position.min())  # every ramp up to this band is 1 over the block
-    top = min(bands - 1, math.ceil(float(position.max())))  # every ramp past this band is 0
+    lowest, highest = cv2.minMaxLoc(position.reshape(height, -1))[:2]
+    base = int(lowest)  # every ramp up to this band is 1 over the block
+    top = min(bands - 1, math.ceil(highest))  # every ramp past this band is 0
     cv2.transform(frame, matrices[base], dst=mapped)
     for band in range(base + 1, top + 1):
         np.subtract(position, np.float32(band - 1), out=ramp)
@@ -198,7 +199,7 @@ def _map_block(frame: np.ndarray, alpha: np.ndarray, matrices: np.ndarray, stren
         np.multiply(band_map, ramp, out=band_map)
         mapped += band_map
     _clip_unit(mapped)
-    mapped -= frame
+    cv2.subtract(mapped, frame, dst=mapped)  # OpenCV reads the block (a strided view) faster than numpy
     blend = np.float32(strength) * alpha
     cv2.merge([blend, blend, blend], dst=ramp)
     mapped *= ramp
