@@ -6,7 +6,16 @@ from pathlib import Path
 
 
 def current_umask() -> int:
-    """The process's file-creation mask (reading it means setting it, so it is set straight back)."""
+    """The process's file-creation mask.
+
+    Linux reports it in /proc (since 4.7); elsewhere reading it means setting it, so it is set straight
+    back, which for an instant is process-wide: a file another thread creates then gets mode 0666.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0)
     os.umask(mask)
     return mask

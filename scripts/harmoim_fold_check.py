@@ -12,6 +12,12 @@ mask), alone and with the two inference rules. Results are in docs/training.md, 
         -o WORKDIR/A_mine.safetensors                              # and the same for B
     python scripts/harmoim_fold_check.py networks WORKDIR A mine   # then B; several names may follow
 
+    # Does the network under-correct? Its maps amplified, or applied twice (seventh check)
+    python scripts/harmoim_fold_check.py amplify WORKDIR A mine
+    # People put into graded scenes: the scene has one fold LUT, the person the next; the truth is the
+    # person in the scene's look (a network must read the scene, not make people look ungraded)
+    python scripts/harmoim_fold_check.py networks WORKDIR A mine --graded-scenes
+
     # Would three person-bagged networks, averaged (and held back where they disagree), beat one?
     harmovid train harmoim --manifest WORKDIR/A_m0.yaml --steps 2000 --threads 1 -o WORKDIR/A_m0.safetensors
     ... the same for A_m1, A_m2, B_m0, B_m1, B_m2
@@ -30,12 +36,13 @@ from comfy_harmovid.color import apply_lut, read_cube
 from comfy_harmovid.evaluation.cases import composite
 from comfy_harmovid.evaluation.dev_data import load_portraits
 from comfy_harmovid.harmoim.learned import network_view
-from comfy_harmovid.harmoim.transform import apply_maps, limit_exposure, respect_scene_cast
+from comfy_harmovid.harmoim.transform import LUMA, apply_maps, band_weights, limit_exposure, respect_scene_cast
 from comfy_harmovid.harmoim.weights import load_harmoim
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBERS, FRAMES, SIZE, INPUT_SIZE = 3, 12, 256, 96
-DISAGREEMENT_SCALES = (0.02, 0.04, 0.08)  # RMS spread of the members' outputs (0..1) that halves the change
+DISAGREEMENT_SCALES = (0.02, 0.04, 0.08)
+AMPLIFICATIONS = (1.25, 1.5, 2.0)  # factors on the network's change from the identity (``amplify``)  # RMS spread of the members' outputs (0..1) that halves the change
 
 
 def prepare(workdir: Path) -> None:
@@ -65,9 +72,12 @@ def _with_rules(maps, pixels, weights):
     return respect_scene_cast(limit_exposure(maps, pixels, weights, 0.05), pixels, weights)
 
 
-def score(workdir: Path, fold: str, variants, label: str) -> None:
+def score(workdir: Path, fold: str, variants, label: str, graded_scenes: bool = False) -> None:
     """Score every held-back person x LUT of ``fold``: ``variants(small, small_alpha, pixels, weights)``
-    gives ``{name: maps}``; prints mean gain, shares below -0.5 and -2 dB and the worst case per name."""
+    gives ``{name: maps}``; prints mean gain, shares below -0.5 and -2 dB and the worst case per name.
+
+    ``graded_scenes``: the whole frame first gets the fold's next LUT (the scene's look), which is then
+    the truth for the person too."""
     torch.set_num_threads(1)
     scored = yaml.safe_load((workdir / f"{fold}_eval.yaml").read_text())
     portraits = load_portraits([Path(c) for c in scored["clips"]], FRAMES, SIZE)
@@ -75,9 +85,13 @@ def score(workdir: Path, fold: str, variants, label: str) -> None:
     rows = []
     with torch.inference_mode():
         for person in portraits:
-            for lut_name, lut in luts:
-                graded = composite(apply_lut(person.frames, lut), person.frames, person.mask)
-                picked = [(graded[t][person.mask[t] > 0.5][None], person.frames[t][person.mask[t] > 0.5][None])
+            for number, (lut_name, lut) in enumerate(luts):
+                truth, case = person.frames, f"{person.name}/{lut_name}"
+                if graded_scenes:
+                    scene_name, scene_lut = luts[(number + 1) % len(luts)]
+                    truth, case = apply_lut(person.frames, scene_lut), f"{case} in {scene_name}"
+                graded = composite(apply_lut(person.frames, lut), truth, person.mask)
+                picked = [(graded[t][person.mask[t] > 0.5][None], truth[t][person.mask[t] > 0.5][None])
                           for t in range(FRAMES)]
 
                 def fpsnr(maps):  # the person's pixels only: the method changes nothing else
@@ -89,10 +103,11 @@ def score(workdir: Path, fold: str, variants, label: str) -> None:
                     graded.numpy(), person.mask.numpy(), INPUT_SIZE))  # what LearnedHarmonizer feeds it
                 pixels, weights = small.flatten(1, 2), small_alpha.flatten(1)
                 small, small_alpha = small.permute(0, 3, 1, 2), small_alpha[:, None]
-                row = {"case": f"{person.name}/{lut_name}", "identity": fpsnr(_identity(FRAMES))}
+                row = {"case": case, "identity": fpsnr(_identity(FRAMES))}
                 for name, maps in variants(small, small_alpha, pixels, weights).items():
                     row[name] = fpsnr(maps)
                 rows.append(row)
+    label += "_graded_scenes" if graded_scenes else ""
     (workdir / f"scores_{fold}_{label}.json").write_text(json.dumps(rows, indent=1))
     print(f"{'variant':34s} mean gain  <-0.5 dB  <-2 dB  worst   ({len(rows)} cases)")
     for name in [k for k in rows[0] if k not in ("case", "identity")]:
@@ -100,7 +115,7 @@ def score(workdir: Path, fold: str, variants, label: str) -> None:
         print(f"{name:34s} {gain.mean():+8.2f} {np.mean(gain < -0.5):8.0%} {np.mean(gain < -2):7.0%} {gain.min():+6.2f}")
 
 
-def networks(workdir: Path, fold: str, names) -> None:
+def networks(workdir: Path, fold: str, names, graded_scenes: bool = False) -> None:
     """Each network ``{fold}_{name}`` alone and with the inference rules."""
     nets = {name: load_harmoim(workdir / f"{fold}_{name}.safetensors") for name in names}
 
@@ -111,7 +126,43 @@ def networks(workdir: Path, fold: str, names) -> None:
             out[f"{name} alone"], out[f"{name} + rules"] = maps, _with_rules(maps, pixels, weights)
         return out
 
-    score(workdir, fold, variants, "_".join(names))
+    score(workdir, fold, variants, "_".join(names), graded_scenes)
+
+
+def fitted_maps(pixels: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, bands: int = 5) -> torch.Tensor:
+    """Per image, the banded map ``[B, K, 4, 3]`` that takes ``pixels`` ``[B, N, 3]`` closest to ``target`` over
+    the person (``weights`` > 0.5), by least squares held slightly toward the identity (so that a band
+    with no pixels stays the identity)."""
+    identity = _identity(1)[0].double().reshape(bands * 4, 3)
+    maps = []
+    for colours, wanted, weight in zip(pixels.double(), target.double(), weights):
+        person = weight > 0.5
+        colours, wanted = colours[person], wanted[person]
+        band = band_weights(colours @ LUMA.double(), bands)  # [N, K]
+        features = (band[:, :, None] * torch.cat([colours, torch.ones_like(colours[:, :1])], 1)[:, None]).flatten(1)
+        normal = features.T @ features + 1e-3 * torch.eye(bands * 4, dtype=torch.float64)
+        maps.append(torch.linalg.solve(normal, features.T @ wanted + 1e-3 * identity).view(bands, 4, 3).float())
+    return torch.stack(maps)
+
+
+def amplify(workdir: Path, fold: str, name: str) -> None:
+    """Does the network under-correct? Its change amplified before the rules, and the network applied a
+    second time to its own output (the two passes fitted as one map, then the rules)."""
+    net = load_harmoim(workdir / f"{fold}_{name}.safetensors")
+
+    def variants(small, small_alpha, pixels, weights):
+        maps = net.predict_maps(small, small_alpha)
+        identity = _identity(maps.shape[0])
+        out = {f"{name} + rules": _with_rules(maps, pixels, weights)}
+        for factor in AMPLIFICATIONS:
+            out[f"change x{factor} + rules"] = _with_rules(identity + factor * (maps - identity), pixels, weights)
+        once = apply_maps(pixels, maps).clamp(0, 1)
+        again = net.predict_maps(once.view(small.permute(0, 2, 3, 1).shape).permute(0, 3, 1, 2), small_alpha)
+        twice = fitted_maps(pixels, apply_maps(once, again).clamp(0, 1), weights)
+        out["two passes as one map + rules"] = _with_rules(twice, pixels, weights)
+        return out
+
+    score(workdir, fold, variants, f"amplify_{name}")
 
 
 def ensemble(workdir: Path, fold: str) -> None:
@@ -145,6 +196,9 @@ if __name__ == "__main__":
     if command == "prepare":
         prepare(workdir)
     elif command == "networks":
-        networks(workdir, sys.argv[3], sys.argv[4:])
+        names = [a for a in sys.argv[4:] if a != "--graded-scenes"]
+        networks(workdir, sys.argv[3], names, graded_scenes="--graded-scenes" in sys.argv[4:])
+    elif command == "amplify":
+        amplify(workdir, sys.argv[3], sys.argv[4])
     else:
         ensemble(workdir, sys.argv[3])

@@ -70,6 +70,40 @@ def test_fast_frame_path_matches_the_differentiable_one():
     assert torch.equal(fast[alpha[0] == 0], frame[0][alpha[0] == 0]), "the fast path changed pixels without alpha"
 
 
+@pytest.mark.parametrize("grey", [0.0, 0.3, 0.5, 1.0])
+def test_fast_frame_path_on_flat_blocks_within_one_band(grey):
+    """A block whose pixels all sit at one band position (on a band's centre at 0, 0.5 and 1) has no ramp
+    to weigh: it must still get that position's map."""
+    from comfy_harmovid.harmoim.transform import apply_to_frame
+
+    frame, alpha = torch.full((1, 12, 16, 3), grey), torch.ones(1, 12, 16)
+    maps = bounded_maps(torch.randn(1, parameter_count(5), generator=torch.Generator().manual_seed(1)) * 2, 5)
+    expected = apply_through_alpha(frame, alpha, maps)[0]
+    fast = torch.from_numpy(apply_to_frame(frame[0].numpy(), alpha[0].numpy(), maps[0]))
+    assert torch.allclose(fast, expected, atol=1e-5), f"a flat grey {grey} frame was mapped differently"
+
+
+def test_network_view_of_large_frames_is_the_area_average_within_a_tolerance():
+    """Frames with a whole factor are first box-averaged by it (a faster path); the view stays within a
+    small tolerance of one-step area averaging, and small frames (training crops) are shrunk in one step."""
+    import cv2
+    import numpy as np
+
+    from comfy_harmovid.harmoim.learned import area_resize
+
+    generator = np.random.default_rng(0)
+    for height, width in [(720, 1280), (1080, 1920), (256, 256), (722, 1281)]:
+        image = cv2.resize(generator.random((9, 16, 3), dtype=np.float32), (width, height),
+                           interpolation=cv2.INTER_CUBIC)
+        image += 0.05 * generator.random(image.shape, dtype=np.float32)  # detail finer than the view
+        one_step = cv2.resize(image, (96, 96), interpolation=cv2.INTER_AREA)
+        difference = np.abs(area_resize(image, 96) - one_step).max()
+        if min(height, width) < 2 * 2 * 96 or height % 2 or width % 2:
+            assert difference == 0, f"{height}x{width} has no whole factor to average by, yet its view changed"
+        else:
+            assert difference < 0.01, f"the {height}x{width} view is {difference:.4f} off the area average"
+
+
 def test_fast_frame_path_writes_into_a_view_exactly_as_it_allocates():
     from comfy_harmovid.harmoim.transform import apply_to_frame
 

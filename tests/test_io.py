@@ -500,3 +500,16 @@ def test_writer_takes_8_bit_arrays_as_decoded(tmp_path, clip):
     with pytest.raises(HarmoVidError, match="uint8"):
         writer.write_arrays([arrays[0].astype(np.float32)])
     writer.abort()
+
+
+def test_current_umask_reads_the_mask_and_leaves_it_set():
+    import os
+
+    from comfy_harmovid.atomic import current_umask
+
+    previous = os.umask(0o027)
+    try:
+        assert current_umask() == 0o027, "the mask read is not the one set"
+        assert os.umask(0o027) == 0o027, "reading the mask changed it"
+    finally:
+        os.umask(previous)

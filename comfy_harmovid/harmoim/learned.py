@@ -30,7 +30,18 @@ MAX_EXPOSURE_CHANGE = 0.05
 
 def area_resize(image: np.ndarray, size: int) -> np.ndarray:
     """``image`` ``[H, W]`` or ``[H, W, C]`` (float32) shrunk to ``size`` x ``size`` by area averaging: the one
-    way frames are made small for the network, in training and at inference."""
+    way frames are made small for the network, in training and at inference.
+
+    A large frame is first averaged over whole ``k`` x ``k`` blocks (the largest ``k`` that divides both
+    sides and leaves at least twice ``size``): OpenCV has a fast path for whole factors, and it halves
+    the cost at 720p. The view then differs from one-step area averaging only at output pixels whose
+    edges cut through a block, by a small share of those blocks' pixels.
+    """
+    height, width = image.shape[:2]
+    largest = min(height, width) // (2 * size)
+    block = next((k for k in range(largest, 1, -1) if height % k == 0 and width % k == 0), 1)
+    if block > 1:
+        image = cv2.resize(image, (width // block, height // block), interpolation=cv2.INTER_AREA)
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 

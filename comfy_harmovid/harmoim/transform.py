@@ -17,6 +17,8 @@ At inference two restraints can hold back what the network asserts from its prio
 ``respect_scene_cast``.
 """
 
+import math
+
 import cv2
 import numpy as np
 import torch
@@ -25,6 +27,7 @@ from ..color import rgb_to_lab
 from ..flow import GREY_WEIGHTS
 
 LUMA = torch.from_numpy(GREY_WEIGHTS)  # BT.601 luma weights, as a tensor
+LUMA_ROWS = np.repeat(GREY_WEIGHTS.astype(np.float32)[None], 3, axis=0)  # [3, 3]: luma in each channel (cv2.transform)
 
 MAX_MATRIX_CHANGE = 0.6  # largest change of any colour-matrix entry from the identity
 MAX_OFFSET = 0.35  # largest offset, in 0..1 colour units
@@ -68,11 +71,9 @@ def apply_maps(pixels: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     batch, count, _ = pixels.shape
     bands = maps.shape[1]
     weights = band_weights(pixels @ LUMA.to(pixels), bands)  # [B, N, K]
-    # Every band's affine map at once: [B, N, 3] x [B, 3, K*3] + offsets -> [B, N, K, 3].
-    matrices = maps[:, :, :3, :].permute(0, 2, 1, 3).reshape(batch, 3, bands * 3)
-    offsets = maps[:, :, 3, :].reshape(batch, 1, bands * 3)
-    mapped = torch.baddbmm(offsets, pixels, matrices).view(batch, count, bands, 3)
-    return (mapped * weights.unsqueeze(-1)).sum(dim=2)
+    # Each pixel's own affine map, the bands' maps blended by its weights: [B, N, K] x [B, K, 12] -> [B, N, 4, 3].
+    blended = torch.bmm(weights, maps.reshape(batch, bands, 12)).view(batch, count, 4, 3)
+    return torch.einsum("bnc,bncd->bnd", pixels, blended[:, :, :3]) + blended[:, :, 3]
 
 
 def limit_exposure(maps: torch.Tensor, pixels: torch.Tensor, weights: torch.Tensor, max_change: float) -> torch.Tensor:
@@ -105,11 +106,12 @@ def respect_scene_cast(maps: torch.Tensor, pixels: torch.Tensor, alpha: torch.Te
     """
     person, scene = (alpha > 0.5).to(pixels), (alpha < 0.1).to(pixels)
 
-    def mean_ab(colours, weight):
-        return (rgb_to_lab(colours)[..., 1:] * weight[..., None]).sum(1) / weight.sum(1, keepdim=True).clamp(min=1.0)
+    def mean_ab(lab, weight):
+        return (lab[..., 1:] * weight[..., None]).sum(1) / weight.sum(1, keepdim=True).clamp(min=1.0)
 
-    before, after = mean_ab(pixels, person), mean_ab(apply_maps(pixels, maps).clamp(0.0, 1.0), person)
-    cast = mean_ab(pixels, scene)  # [B, 2]
+    lab = rgb_to_lab(pixels)
+    before, cast = mean_ab(lab, person), mean_ab(lab, scene)  # [B, 2] each
+    after = mean_ab(rgb_to_lab(apply_maps(pixels, maps).clamp(0.0, 1.0)), person)
     strength = cast.norm(dim=-1)
     direction = cast / strength.clamp(min=1e-6).unsqueeze(-1)
     along_before, along_after, along_scene = ((c * direction).sum(-1) for c in (before, after, cast))
@@ -147,8 +149,7 @@ def apply_to_frame(frame: np.ndarray, alpha: np.ndarray, maps: torch.Tensor, str
     out = np.empty_like(frame) if out is None else out
     height, width = frame.shape[:2]
     matrices = maps.permute(0, 2, 1).numpy().astype(np.float32)  # cv2 wants [3 out, 4 in] per band
-    pixels = min(STRIP_ROWS, height) * width
-    scratch = (np.empty((2, pixels * 3), np.float32), np.empty((2, pixels), np.float32))
+    scratch = [np.empty(min(STRIP_ROWS, height) * width * 3, np.float32) for _ in range(4)]
     for top in range(0, height, STRIP_ROWS):
         rows = slice(top, top + STRIP_ROWS)
         columns = np.flatnonzero((alpha[rows] != 0).any(axis=0))
@@ -161,33 +162,45 @@ def apply_to_frame(frame: np.ndarray, alpha: np.ndarray, maps: torch.Tensor, str
     return out
 
 
+def _clip_unit(image: np.ndarray) -> None:
+    """Clamp ``image`` to 0..1 in place (OpenCV's thresholds: a fast pass each, unlike ``np.clip``)."""
+    cv2.threshold(image, 1.0, 0.0, cv2.THRESH_TRUNC, dst=image)
+    cv2.threshold(image, 0.0, 0.0, cv2.THRESH_TOZERO, dst=image)
+
+
 def _map_block(frame: np.ndarray, alpha: np.ndarray, matrices: np.ndarray, strength: float, out: np.ndarray,
                scratch) -> None:
     """The banded maps (``matrices`` ``[K, 3, 4]``) applied to a block ``[h, w, 3]`` through its alpha, into ``out``.
 
-    ``scratch``: flat float32 arrays (two of at least ``3 h w`` values, two of ``h w``) that are reused
-    block after block, so they stay in the CPU cache and no pass allocates.
+    The hat-weighted sum of the bands' maps is computed as ramps: for a pixel at band position ``p``,
+    ``sum_k w_k(p) M_k = M_0 + sum_k r_k(p) (M_k - M_k-1)`` with ``r_k(p) = clamp(p - k + 1, 0, 1)``. Ramps
+    that are 1 over the whole block fold into its base map and ramps that are 0 drop out, so a block
+    spanning ``n`` bands costs ``n - 1`` weighted passes.
+
+    ``scratch``: four flat float32 arrays of at least ``3 h w`` values, reused block after block so that
+    they stay in the CPU cache and no pass allocates. Every per-pixel weight (band position, ramp,
+    alpha) is kept in all three channels: numpy's broadcasting of an ``[h, w, 1]`` weight over colours
+    costs several times a plain elementwise pass.
     """
     bands = matrices.shape[0]
     height, width = frame.shape[:2]
-    mapped, band_map = (array[: height * width * 3].reshape(height, width, 3) for array in scratch[0])
-    position, weight = (array[: height * width].reshape(height, width) for array in scratch[1])
-    cv2.transform(frame, LUMA.numpy()[None, :], dst=position)
-    position *= np.float32(bands - 1)  # luma -> band position
-    np.clip(position, 0.0, bands - 1, out=position)
-    lowest, highest = float(position.min()), float(position.max())
-    mapped.fill(0.0)
-    for band in range(bands):
-        if not lowest - 1 < band < highest + 1:  # its hat weight is 0 everywhere in the block
-            continue
-        np.subtract(position, np.float32(band), out=weight)
-        np.abs(weight, out=weight)
-        np.subtract(np.float32(1.0), weight, out=weight)
-        np.maximum(weight, 0.0, out=weight)
-        cv2.transform(frame, matrices[band], dst=band_map)
-        np.multiply(band_map, weight[..., None], out=band_map)
+    mapped, band_map, position, ramp = (array[: height * width * 3].reshape(height, width, 3) for array in scratch)
+    cv2.transform(frame, LUMA_ROWS * np.float32(bands - 1), dst=position)  # luma -> band position, x3
+    cv2.threshold(position, bands - 1, 0.0, cv2.THRESH_TRUNC, dst=position)
+    cv2.threshold(position, 0.0, 0.0, cv2.THRESH_TOZERO, dst=position)
+    lowest, highest = cv2.minMaxLoc(position.reshape(height, -1))[:2]
+    base = int(lowest)  # every ramp up to this band is 1 over the block
+    top = min(bands - 1, math.ceil(highest))  # every ramp past this band is 0
+    cv2.transform(frame, matrices[base], dst=mapped)
+    for band in range(base + 1, top + 1):
+        np.subtract(position, np.float32(band - 1), out=ramp)
+        _clip_unit(ramp)
+        cv2.transform(frame, matrices[band] - matrices[band - 1], dst=band_map)
+        np.multiply(band_map, ramp, out=band_map)
         mapped += band_map
-    np.clip(mapped, 0.0, 1.0, out=mapped)
-    mapped -= frame
-    mapped *= (np.float32(strength) * alpha)[..., None]
+    _clip_unit(mapped)
+    cv2.subtract(mapped, frame, dst=mapped)  # OpenCV reads the block (a strided view) faster than numpy
+    blend = np.float32(strength) * alpha
+    cv2.merge([blend, blend, blend], dst=ramp)
+    mapped *= ramp
     np.add(mapped, frame, out=out)
