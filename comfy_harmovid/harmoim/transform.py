@@ -149,6 +149,7 @@ def apply_to_frame(frame: np.ndarray, alpha: np.ndarray, maps: torch.Tensor, str
     out = np.empty_like(frame) if out is None else out
     height, width = frame.shape[:2]
     matrices = maps.permute(0, 2, 1).numpy().astype(np.float32)  # cv2 wants [3 out, 4 in] per band
+    steps = np.diff(matrices, axis=0)  # [K - 1, 3, 4]: what each ramp adds (see _map_block)
     scratch = [np.empty(min(STRIP_ROWS, height) * width * 3, np.float32) for _ in range(4)]
     for top in range(0, height, STRIP_ROWS):
         rows = slice(top, top + STRIP_ROWS)
@@ -158,7 +159,7 @@ def apply_to_frame(frame: np.ndarray, alpha: np.ndarray, maps: torch.Tensor, str
         out[rows, right:] = frame[rows, right:]
         if right > left:
             block = (rows, slice(left, right))
-            _map_block(frame[block], alpha[block], matrices, strength, out[block], scratch)
+            _map_block(frame[block], alpha[block], matrices, steps, strength, out[block], scratch)
     return out
 
 
@@ -168,12 +169,13 @@ def _clip_unit(image: np.ndarray) -> None:
     cv2.threshold(image, 0.0, 0.0, cv2.THRESH_TOZERO, dst=image)
 
 
-def _map_block(frame: np.ndarray, alpha: np.ndarray, matrices: np.ndarray, strength: float, out: np.ndarray,
-               scratch) -> None:
+def _map_block(frame: np.ndarray, alpha: np.ndarray, matrices: np.ndarray, steps: np.ndarray, strength: float,
+               out: np.ndarray, scratch) -> None:
     """The banded maps (``matrices`` ``[K, 3, 4]``) applied to a block ``[h, w, 3]`` through its alpha, into ``out``.
 
     The hat-weighted sum of the bands' maps is computed as ramps: for a pixel at band position ``p``,
-    ``sum_k w_k(p) M_k = M_0 + sum_k r_k(p) (M_k - M_k-1)`` with ``r_k(p) = clamp(p - k + 1, 0, 1)``. Ramps
+    ``sum_k w_k(p) M_k = M_0 + sum_k r_k(p) (M_k - M_k-1)`` with ``r_k(p) = clamp(p - k + 1, 0, 1)``
+    (``steps[k - 1]`` = ``M_k - M_k-1``). Ramps
     that are 1 over the whole block fold into its base map and ramps that are 0 drop out, so a block
     spanning ``n`` bands costs ``n - 1`` weighted passes.
 
@@ -195,7 +197,7 @@ def _map_block(frame: np.ndarray, alpha: np.ndarray, matrices: np.ndarray, stren
     for band in range(base + 1, top + 1):
         np.subtract(position, np.float32(band - 1), out=ramp)
         _clip_unit(ramp)
-        cv2.transform(frame, matrices[band] - matrices[band - 1], dst=band_map)
+        cv2.transform(frame, steps[band - 1], dst=band_map)
         np.multiply(band_map, ramp, out=band_map)
         mapped += band_map
     _clip_unit(mapped)
