@@ -41,8 +41,8 @@ from comfy_harmovid.harmoim.weights import load_harmoim
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBERS, FRAMES, SIZE, INPUT_SIZE = 3, 12, 256, 96
-DISAGREEMENT_SCALES = (0.02, 0.04, 0.08)
-AMPLIFICATIONS = (1.25, 1.5, 2.0)  # factors on the network's change from the identity (``amplify``)  # RMS spread of the members' outputs (0..1) that halves the change
+DISAGREEMENT_SCALES = (0.02, 0.04, 0.08)  # RMS spread of the members' outputs (0..1) that halves the change
+AMPLIFICATIONS = (1.25, 1.5, 2.0)  # factors on the network's change from the identity (``amplify``)
 
 
 def prepare(workdir: Path) -> None:
