@@ -4,6 +4,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from .process_status import status_field
+
 
 def current_umask() -> int:
     """The process's file-creation mask.
@@ -11,11 +13,9 @@ def current_umask() -> int:
     Linux reports it in /proc (since 4.7); elsewhere reading it means setting it, so it is set straight
     back, which for an instant is process-wide: a file another thread creates then gets mode 0666.
     """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
+    reported = status_field("Umask")
+    if reported is not None:
+        return int(reported, 8)
     mask = os.umask(0)
     os.umask(mask)
     return mask

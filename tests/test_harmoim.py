@@ -181,6 +181,31 @@ def test_scene_cast_restraint_stops_cooling_a_person_below_a_warm_rooms_cast():
     assert torch.allclose(restrained[1:], maps[1:]), "warming in a warm room, or cooling in a grey one, was changed"
 
 
+def test_the_rules_read_only_the_pixels_they_weigh():
+    """Both rules map only the pixels that count for them (speed): pixels of weight 0 for the exposure
+    limit, and pixels neither person (alpha > 0.5) nor scene (alpha < 0.1) for the cast rule, may take
+    any colour without changing what the rules decide; the pixels that count, in any image, still do."""
+    from comfy_harmovid.harmoim.transform import limit_exposure, respect_scene_cast
+
+    generator = torch.Generator().manual_seed(1)
+    warm = torch.tensor([[0.6, 0.45, 0.3]] * 200 + [[0.5, 0.5, 0.5]] * 200 + [[0.75, 0.55, 0.3]] * 200)
+    pixels = warm + 0.03 * torch.rand(2, 600, 3, generator=generator)  # a warm person in a warm room
+    alpha = torch.cat([torch.ones(2, 200), torch.full((2, 200), 0.3), torch.zeros(2, 200)], dim=1)
+    alpha[1, :100] = 0.3  # the images differ in which pixels are the person
+    maps = bounded_maps(torch.zeros(2, parameter_count(3)), 3).clone()
+    maps[:, :, 3, :] += torch.tensor([0.05, 0.15, 0.3])  # brighter and much cooler
+    other = pixels.clone()
+    other[:, 200:400] = torch.rand(2, 200, 3, generator=generator)  # only the in-between pixels differ
+    other[0, :100] = torch.rand(100, 3, generator=generator)  # and pixels that count only in image 1
+    limited, limited_other = (limit_exposure(maps, p, alpha * (alpha > 0.5), 0.05) for p in (pixels, other))
+    assert not torch.allclose(limited, maps), "the test map is within the exposure limit"
+    assert torch.allclose(limited[1], limited_other[1], atol=1e-6), "a pixel of weight 0 changed the exposure limit"
+    assert not torch.allclose(limited[0], limited_other[0], atol=1e-4), "a pixel that counts was ignored"
+    kept, kept_other = (respect_scene_cast(maps, p, alpha) for p in (pixels, other))
+    assert not torch.allclose(kept, maps), "the cast rule did not act on the test map"
+    assert torch.allclose(kept[1], kept_other[1], atol=1e-6), "a pixel neither person nor scene changed the cast rule"
+
+
 def test_scene_cast_restraint_leaves_a_person_who_shows_little_of_the_rooms_cast():
     """Someone in front of a green screen is not lit green: a map that makes them a little less green is
     theirs to keep, as the same map is taken back for a person who shares the room's cast."""

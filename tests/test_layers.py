@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "comfy_harmovid"
 LAYERS = [
     ("foundation", {"__init__", "errors", "validate", "progress", "atomic", "locations", "filters", "color",
                     "flow", "frame_rate", "io", "demo_media", "footage", "contact_sheet", "previews",
-                    "weights_files", "threads"}, False),
+                    "weights_files", "threads", "process_status"}, False),
     ("engine", {"segment", "alpha", "composite", "harmoim", "deflicker", "pipeline", "model",
                 "sampling", "relight"}, False),
     ("evaluation", {"evaluation"}, False),

@@ -9,7 +9,8 @@ import os
 import resource
 import subprocess
 import sys
-from pathlib import Path
+
+from ..process_status import status_field
 
 
 def peak_rss_mib() -> float:
@@ -19,11 +20,9 @@ def peak_rss_mib() -> float:
     report the parent's (larger) peak for a fresh subprocess. Elsewhere: getrusage (KiB on Linux,
     bytes on macOS).
     """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+    reported = status_field("VmHWM")  # KiB
+    if reported is not None:
+        return int(reported) / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 

@@ -79,12 +79,16 @@ def apply_maps(pixels: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
 def limit_exposure(maps: torch.Tensor, pixels: torch.Tensor, weights: torch.Tensor, max_change: float) -> torch.Tensor:
     """``maps`` ``[B, K, 4, 3]`` scaled per image so that they change the mean luma of ``pixels`` ``[B, N, 3]``
     (weighted by ``weights`` ``[B, N]``, e.g. the alpha) by at most ``max_change``; colour ratios are kept."""
-    def mean_luma(colours):
-        return (colours @ LUMA.to(colours) * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
-
-    before, after = mean_luma(pixels), mean_luma(apply_maps(pixels, maps).clamp(0.0, 1.0))
+    counted = (weights > 0).any(0)  # only these pixels count (in some image): only they are mapped
+    pixels, weights = pixels[:, counted], weights[:, counted]
+    before, after = (_weighted_mean_luma(colours, weights) for colours in (pixels, apply_maps(pixels, maps).clamp(0.0, 1.0)))
     wanted = before + (after - before).clamp(-max_change, max_change)
     return maps * (wanted / after.clamp(min=1e-4)).view(-1, 1, 1, 1)
+
+
+def _weighted_mean_luma(colours: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean luma ``[B]`` of colours ``[B, N, 3]`` weighted by ``weights`` ``[B, N]``."""
+    return (colours @ LUMA.to(colours) * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
 
 
 def _identity_map(like: torch.Tensor) -> torch.Tensor:
@@ -111,7 +115,8 @@ def respect_scene_cast(maps: torch.Tensor, pixels: torch.Tensor, alpha: torch.Te
 
     lab = rgb_to_lab(pixels)
     before, cast = mean_ab(lab, person), mean_ab(lab, scene)  # [B, 2] each
-    after = mean_ab(rgb_to_lab(apply_maps(pixels, maps).clamp(0.0, 1.0)), person)
+    inside = person.any(0).nonzero()[:, 0]  # the person's pixels in some image: only they are mapped
+    after = mean_ab(rgb_to_lab(apply_maps(pixels[:, inside], maps).clamp(0.0, 1.0)), person[:, inside])
     strength = cast.norm(dim=-1)
     direction = cast / strength.clamp(min=1e-6).unsqueeze(-1)
     along_before, along_after, along_scene = ((c * direction).sum(-1) for c in (before, after, cast))
@@ -198,8 +203,7 @@ def _map_block(frame: np.ndarray, alpha: np.ndarray, matrices: np.ndarray, steps
         np.subtract(position, np.float32(band - 1), out=ramp)
         _clip_unit(ramp)
         cv2.transform(frame, steps[band - 1], dst=band_map)
-        np.multiply(band_map, ramp, out=band_map)
-        mapped += band_map
+        cv2.accumulateProduct(band_map, ramp, mapped)  # mapped += ramp * band_map, in one pass
     _clip_unit(mapped)
     cv2.subtract(mapped, frame, dst=mapped)  # OpenCV reads the block (a strided view) faster than numpy
     blend = np.float32(strength) * alpha
