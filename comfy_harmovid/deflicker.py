@@ -103,11 +103,10 @@ def fit_local_colour_map(source, target, weight, *, radius: int, regularization:
     products = [weight, *weighted_s, *(weight * plane for plane in t)]
     products += [weighted_s[i] * s[j] for i, j in SYMMETRIC_PAIRS]
     products += [weighted_s[j] * t[k] for j in range(3) for k in range(3)]
-    products = cv2.merge(products)
-    window_sums = cv2.split(_box(products, radius))  # window means of all 22 products in one pass
-    # The frame's means of the products (OpenCV's column means: 2x faster than numpy's, summed in float64).
-    rows = products.reshape(-1, len(window_sums))
-    overall_sums = list(cv2.reduce(rows, 0, cv2.REDUCE_AVG, dtype=cv2.CV_64F).astype(np.float32).reshape(-1, 1, 1))
+    # Window means and frame means of the 22 products, plane by plane (faster than merging them into one
+    # 22-channel image to filter in one pass and splitting it again; OpenCV's means are summed in float64).
+    window_sums = [_box(plane, radius) for plane in products]
+    overall_sums = [np.full((1, 1), cv2.mean(plane)[0], np.float32) for plane in products]
     local, overall = (_colour_map_from_sums(sums, regularization) for sums in (window_sums, overall_sums))
     confidence = np.clip(window_sums[0] / 0.05, 0.0, 1.0)[..., None]
     return _box(overall + confidence * (local - overall), radius)

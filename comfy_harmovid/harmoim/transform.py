@@ -81,7 +81,8 @@ def limit_exposure(maps: torch.Tensor, pixels: torch.Tensor, weights: torch.Tens
     (weighted by ``weights`` ``[B, N]``, e.g. the alpha) by at most ``max_change``; colour ratios are kept."""
     counted = (weights > 0).any(0)  # only these pixels count (in some image): only they are mapped
     pixels, weights = pixels[:, counted], weights[:, counted]
-    before, after = (_weighted_mean_luma(colours, weights) for colours in (pixels, apply_maps(pixels, maps).clamp(0.0, 1.0)))
+    before = _weighted_mean_luma(pixels, weights)
+    after = _weighted_mean_luma(apply_maps(pixels, maps).clamp(0.0, 1.0), weights)
     wanted = before + (after - before).clamp(-max_change, max_change)
     return maps * (wanted / after.clamp(min=1e-4)).view(-1, 1, 1, 1)
 
@@ -115,7 +116,7 @@ def respect_scene_cast(maps: torch.Tensor, pixels: torch.Tensor, alpha: torch.Te
 
     lab = rgb_to_lab(pixels)
     before, cast = mean_ab(lab, person), mean_ab(lab, scene)  # [B, 2] each
-    inside = person.any(0).nonzero()[:, 0]  # the person's pixels in some image: only they are mapped
+    inside = person.any(0)  # the person's pixels (in some image): only they are mapped
     after = mean_ab(rgb_to_lab(apply_maps(pixels[:, inside], maps).clamp(0.0, 1.0)), person[:, inside])
     strength = cast.norm(dim=-1)
     direction = cast / strength.clamp(min=1e-6).unsqueeze(-1)
