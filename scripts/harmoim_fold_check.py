@@ -35,7 +35,7 @@ import yaml
 from comfy_harmovid.color import apply_lut, read_cube
 from comfy_harmovid.evaluation.cases import composite
 from comfy_harmovid.evaluation.dev_data import load_portraits
-from comfy_harmovid.harmoim.learned import network_view
+from comfy_harmovid.harmoim.learned import MAX_EXPOSURE_CHANGE, network_view
 from comfy_harmovid.harmoim.transform import LUMA, apply_maps, band_weights, limit_exposure, respect_scene_cast
 from comfy_harmovid.harmoim.weights import load_harmoim
 
@@ -69,7 +69,7 @@ def _identity(frames: int) -> torch.Tensor:
 
 
 def _with_rules(maps, pixels, weights):
-    return respect_scene_cast(limit_exposure(maps, pixels, weights, 0.05), pixels, weights)
+    return respect_scene_cast(limit_exposure(maps, pixels, weights, MAX_EXPOSURE_CHANGE), pixels, weights)
 
 
 def score(workdir: Path, fold: str, variants, label: str, graded_scenes: bool = False) -> None:

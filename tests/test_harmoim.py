@@ -196,7 +196,7 @@ def test_the_rules_read_only_the_pixels_they_weigh():
     maps[:, :, 3, :] += torch.tensor([0.05, 0.15, 0.3])  # brighter and much cooler
     other = pixels.clone()
     other[:, 200:400] = torch.rand(2, 200, 3, generator=generator)  # only the in-between pixels differ
-    other[0, :100] = torch.rand(100, 3, generator=generator)  # and pixels that count only in image 1
+    other[0, :100] = torch.rand(100, 3, generator=generator)  # and pixels that count only in image 0
     limited, limited_other = (limit_exposure(maps, p, alpha * (alpha > 0.5), 0.05) for p in (pixels, other))
     assert not torch.allclose(limited, maps), "the test map is within the exposure limit"
     assert torch.allclose(limited[1], limited_other[1], atol=1e-6), "a pixel of weight 0 changed the exposure limit"
