@@ -228,7 +228,7 @@ def test_clarity_drops_changes_within_the_networks_error_and_grows_clear_ones():
     one grown by the clear-change gain; pixels outside the person do not count."""
     from comfy_harmovid.harmoim.transform import CHANGE_NOISE, CLEAR_CHANGE_GAIN, apply_maps, clarity_factors, scale_change
 
-    def weigh_by_clarity(maps, pixels, alpha):
+    def sized(maps, pixels, alpha):
         return scale_change(maps, clarity_factors(maps, pixels, alpha))
 
     generator = torch.Generator().manual_seed(2)
@@ -241,15 +241,17 @@ def test_clarity_drops_changes_within_the_networks_error_and_grows_clear_ones():
     def rms_change(m):
         return ((apply_maps(pixels[:, :300], m) - pixels[:, :300]) ** 2).mean((1, 2)).sqrt()
 
-    kept = rms_change(weigh_by_clarity(maps, pixels, alpha)) / sizes
+    kept = rms_change(sized(maps, pixels, alpha)) / sizes
     expected = torch.tensor([0.09 / 1.09, 0.5, 64 / 65 * CLEAR_CHANGE_GAIN])  # m^2 / (m^2 + noise^2) x gain
     assert torch.allclose(kept, expected, atol=1e-3), f"changes kept by {kept.tolist()}, not {expected.tolist()}"
     other = pixels.clone()
     other[:, 300:] = torch.rand(3, 300, 3, generator=generator)  # only pixels outside the person differ
-    assert torch.allclose(weigh_by_clarity(maps, other, alpha), weigh_by_clarity(maps, pixels, alpha), atol=1e-6)
+    assert torch.allclose(sized(maps, other, alpha), sized(maps, pixels, alpha), atol=1e-6)
 
 
 def test_learned_harmonizer_keeps_a_grown_change_within_the_exposure_limit():
+    from comfy_harmovid.harmoim.transform import LUMA
+
     clip, mask, _ = make_portrait_clip(frames=2, height=40, width=56)
     net = tiny_net()
     with torch.no_grad():  # a network that brightens everyone strongly: clarity grows what the limit kept
@@ -257,8 +259,6 @@ def test_learned_harmonizer_keeps_a_grown_change_within_the_exposure_limit():
         net.head[-1].bias.zero_()
         net.head[-1].bias[3 * 4 - 3 : 3 * 4] = 5.0
         net.head[-1].bias[-1] = 5.0
-    from comfy_harmovid.harmoim.transform import LUMA
-
     dark = clip * 0.3
     person = mask > 0.5
     for clarity in (True, False):
