@@ -14,6 +14,8 @@ mask), alone and with the two inference rules. Results are in docs/training.md, 
 
     # Does the network under-correct? Its maps amplified, or applied twice (seventh check)
     python scripts/harmoim_fold_check.py amplify WORKDIR A mine
+    # How should the change be sized by its clarity (transform.clarity_factors)? A grid of its two settings
+    python scripts/harmoim_fold_check.py clarity WORKDIR A mine [--graded-scenes]
     # People put into graded scenes: the scene has one fold LUT, the person the next; the truth is the
     # person in the scene's look (a network must read the scene, not make people look ungraded)
     python scripts/harmoim_fold_check.py networks WORKDIR A mine --graded-scenes
@@ -35,14 +37,16 @@ import yaml
 from comfy_harmovid.color import apply_lut, read_cube
 from comfy_harmovid.evaluation.cases import composite
 from comfy_harmovid.evaluation.dev_data import load_portraits
-from comfy_harmovid.harmoim.learned import MAX_EXPOSURE_CHANGE, network_view
-from comfy_harmovid.harmoim.transform import LUMA, apply_maps, band_weights, limit_exposure, respect_scene_cast
+from comfy_harmovid.harmoim.learned import network_view, restrain
+from comfy_harmovid.harmoim.transform import LUMA, apply_maps, band_weights
 from comfy_harmovid.harmoim.weights import load_harmoim
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBERS, FRAMES, SIZE, INPUT_SIZE = 3, 12, 256, 96
 DISAGREEMENT_SCALES = (0.02, 0.04, 0.08)  # RMS spread of the members' outputs (0..1) that halves the change
 AMPLIFICATIONS = (1.25, 1.5, 2.0)  # factors on the network's change from the identity (``amplify``)
+CLARITY_NOISES = (0.005, 0.008, 0.01, 0.012)  # ``clarity``: the change (RMS, 0..1) kept by half
+CLARITY_GAINS = (1.0, 1.25, 1.5)  # ``clarity``: the most a clear change grows
 
 
 def prepare(workdir: Path) -> None:
@@ -68,8 +72,8 @@ def _identity(frames: int) -> torch.Tensor:
     return torch.cat([torch.eye(3), torch.zeros(1, 3)]).expand(frames, 5, 4, 3)
 
 
-def _with_rules(maps, pixels, weights):
-    return respect_scene_cast(limit_exposure(maps, pixels, weights, MAX_EXPOSURE_CHANGE), pixels, weights)
+def _with_rules(maps, pixels, weights):  # the two restraints, as every check before the eleventh had them
+    return restrain(maps, pixels, weights, clarity=False)
 
 
 def score(workdir: Path, fold: str, variants, label: str, graded_scenes: bool = False) -> None:
@@ -165,6 +169,22 @@ def amplify(workdir: Path, fold: str, name: str) -> None:
     score(workdir, fold, variants, f"amplify_{name}")
 
 
+def clarity(workdir: Path, fold: str, name: str, graded_scenes: bool = False) -> None:
+    """The network with the rules, then its change sized by its clarity, for each pair of settings (as
+    ``LearnedHarmonizer`` does with the shipped pair)."""
+    net = load_harmoim(workdir / f"{fold}_{name}.safetensors")
+
+    def variants(small, small_alpha, pixels, weights):
+        maps = net.predict_maps(small, small_alpha)
+        out = {f"{name} + rules": _with_rules(maps, pixels, weights)}
+        for noise in CLARITY_NOISES:
+            for gain in CLARITY_GAINS:
+                out[f"clarity: noise {noise}, gain {gain}"] = restrain(maps, pixels, weights, noise=noise, gain=gain)
+        return out
+
+    score(workdir, fold, variants, f"clarity_{name}", graded_scenes)
+
+
 def ensemble(workdir: Path, fold: str) -> None:
     """The three person-bagged members alone, averaged, and averaged but held back where they disagree."""
     members = [load_harmoim(workdir / f"{fold}_m{m}.safetensors") for m in range(MEMBERS)]
@@ -200,5 +220,7 @@ if __name__ == "__main__":
         networks(workdir, sys.argv[3], names, graded_scenes="--graded-scenes" in sys.argv[4:])
     elif command == "amplify":
         amplify(workdir, sys.argv[3], sys.argv[4])
+    elif command == "clarity":
+        clarity(workdir, sys.argv[3], sys.argv[4], graded_scenes="--graded-scenes" in sys.argv[5:])
     else:
         ensemble(workdir, sys.argv[3])

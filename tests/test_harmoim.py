@@ -223,6 +223,50 @@ def test_scene_cast_restraint_leaves_a_person_who_shows_little_of_the_rooms_cast
     assert not torch.allclose(restrained[1], maps[1]), "a person who shares the room's cast lost it"
 
 
+def test_clarity_drops_changes_within_the_networks_error_and_grows_clear_ones():
+    """A change of the person's colours about the size of the network's error is mostly dropped, a large
+    one grown by the clear-change gain; pixels outside the person do not count."""
+    from comfy_harmovid.harmoim.transform import CHANGE_NOISE, CLEAR_CHANGE_GAIN, apply_maps, clarity_factors, scale_change
+
+    def sized(maps, pixels, alpha):
+        return scale_change(maps, clarity_factors(maps, pixels, alpha))
+
+    generator = torch.Generator().manual_seed(2)
+    pixels = 0.3 + 0.4 * torch.rand(3, 600, 3, generator=generator)
+    alpha = torch.cat([torch.ones(3, 300), torch.full((3, 100), 0.4), torch.zeros(3, 200)], dim=1)
+    maps = bounded_maps(torch.zeros(3, parameter_count(3)), 3).clone()
+    sizes = torch.tensor([0.3 * CHANGE_NOISE, CHANGE_NOISE, 8 * CHANGE_NOISE])  # small, at the error, large
+    maps[:, :, 3, :] += sizes.view(3, 1, 1)  # an even offset: its RMS change is its size
+
+    def rms_change(m):
+        return ((apply_maps(pixels[:, :300], m) - pixels[:, :300]) ** 2).mean((1, 2)).sqrt()
+
+    kept = rms_change(sized(maps, pixels, alpha)) / sizes
+    expected = torch.tensor([0.09 / 1.09, 0.5, 64 / 65 * CLEAR_CHANGE_GAIN])  # m^2 / (m^2 + noise^2) x gain
+    assert torch.allclose(kept, expected, atol=1e-3), f"changes kept by {kept.tolist()}, not {expected.tolist()}"
+    other = pixels.clone()
+    other[:, 300:] = torch.rand(3, 300, 3, generator=generator)  # only pixels outside the person differ
+    assert torch.allclose(sized(maps, other, alpha), sized(maps, pixels, alpha), atol=1e-6)
+
+
+def test_learned_harmonizer_keeps_a_grown_change_within_the_exposure_limit():
+    from comfy_harmovid.harmoim.transform import LUMA
+
+    clip, mask, _ = make_portrait_clip(frames=2, height=40, width=56)
+    net = tiny_net()
+    with torch.no_grad():  # a network that brightens everyone strongly: clarity grows what the limit kept
+        net.head[-1].weight.zero_()
+        net.head[-1].bias.zero_()
+        net.head[-1].bias[3 * 4 - 3 : 3 * 4] = 5.0
+        net.head[-1].bias[-1] = 5.0
+    dark = clip * 0.3
+    person = mask > 0.5
+    for clarity in (True, False):
+        out = LearnedHarmonizer(weights=net, clarity=clarity, temporal_smoothing=0.0).process(dark, mask)
+        change = ((out - dark) @ LUMA)[person].mean()
+        assert 0.04 < change < 0.0505, f"clarity={clarity}: mean luma changed by {change:.4f}, limit 0.05"
+
+
 def test_learned_harmonizer_limits_the_exposure_change_by_default():
     clip, mask, _ = make_portrait_clip(frames=2, height=40, width=56)
     net = tiny_net()

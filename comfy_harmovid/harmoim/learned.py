@@ -2,8 +2,8 @@
 
 It predicts a luminance-banded colour transform per frame from the composite and alpha, holds it back
 where it asserts more than the scene supports (a bounded exposure change; no cooling of a person below a
-warm room's cast), smooths it over time and applies it through the alpha; it needs the weights file the
-pack ships (or one you trained).
+warm room's cast), sizes it by how clearly it stands out from the network's error, smooths it over time
+and applies it through the alpha; it needs the weights file the pack ships (or one you trained).
 """
 
 import contextlib
@@ -18,7 +18,7 @@ from ..filters import float_array, one_torch_thread
 from ..validate import check_strength
 from .chunks import checked_chunk, output_buffer
 from .network import HarmoImNet
-from .transform import apply_to_frame, limit_exposure, respect_scene_cast
+from .transform import apply_to_frame, clarity_factors, limit_exposure, respect_scene_cast, scale_change
 from .weights import load_harmoim
 
 # The most the learned method may change the person's mean luma (0..1). Beyond it the network mostly
@@ -26,6 +26,29 @@ from .weights import load_harmoim
 # in front of a bright wall looks to it like an underexposed one. Chosen on validation people the
 # network never saw (docs/training.md, section 5).
 MAX_EXPOSURE_CHANGE = 0.05
+
+
+def restrain(maps: torch.Tensor, pixels: torch.Tensor, weights: torch.Tensor, *,
+             max_exposure_change: Optional[float] = MAX_EXPOSURE_CHANGE, scene_cast: bool = True,
+             clarity: bool = True, **clarity_settings) -> torch.Tensor:
+    """The network's maps ``[B, K, 4, 3]`` for the colours ``pixels`` ``[B, N, 3]`` and alpha ``weights``
+    ``[B, N]`` of its view, held by the restraints that are on and sized by their clarity
+    (``clarity_settings``: ``noise`` and ``gain`` of ``transform.clarity_factors``), as ``LearnedHarmonizer``
+    applies them."""
+
+    def held(maps, pixels, weights):
+        if max_exposure_change is not None:
+            maps = limit_exposure(maps, pixels, weights, max_exposure_change)
+        return respect_scene_cast(maps, pixels, weights) if scene_cast else maps
+
+    maps = held(maps, pixels, weights)
+    if clarity:  # measured on the held change; a change that grows may cross the bounds again
+        factors = clarity_factors(maps, pixels, weights, **clarity_settings)
+        maps = scale_change(maps, factors)
+        grown = factors > 1.0  # a shrunk change stays within them (and most are shrunk: holding them costs)
+        if grown.any():
+            maps[grown] = held(maps[grown], pixels[grown], weights[grown])
+    return maps
 
 
 def area_resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -63,12 +86,16 @@ class LearnedHarmonizer:
     reads from the scene (``transform``): ``max_exposure_change`` is the most the person's mean
     luma (0..1) may change (None: no limit; see ``MAX_EXPOSURE_CHANGE``), and ``scene_cast`` keeps the
     person from losing more colour cast than the scene's light supports (``respect_scene_cast``).
+    ``clarity`` sizes the change by how clearly it stands out from the network's error
+    (``transform.clarity_factors``: small changes mostly dropped, large ones grown a little), within both
+    restraints.
     """
 
     uses_background = False  # process() ignores the background plate
 
     def __init__(self, strength: float = 1.0, *, weights=None, temporal_smoothing: float = 0.7,
-                 max_exposure_change: Optional[float] = MAX_EXPOSURE_CHANGE, scene_cast: bool = True):
+                 max_exposure_change: Optional[float] = MAX_EXPOSURE_CHANGE, scene_cast: bool = True,
+                 clarity: bool = True):
         self.strength = check_strength(strength)
         if not 0.0 <= temporal_smoothing < 1.0:
             raise HarmoVidError(f"temporal_smoothing must be in [0, 1), got {temporal_smoothing}.")
@@ -77,6 +104,7 @@ class LearnedHarmonizer:
         self.temporal_smoothing = temporal_smoothing
         self.max_exposure_change = max_exposure_change
         self.scene_cast = scene_cast
+        self.clarity = clarity
         self.net = weights if isinstance(weights, HarmoImNet) else load_harmoim(weights)
         self._maps = None  # smoothed [K, 4, 3] colour maps of the previous frame
 
@@ -111,9 +139,6 @@ class LearnedHarmonizer:
         with threads, torch.inference_mode():
             composite, alpha = torch.from_numpy(small).to(device), torch.from_numpy(small_alpha).to(device)
             maps = self.net.predict_maps(composite.permute(0, 3, 1, 2), alpha[:, None])
-            pixels, weights = composite.flatten(1, 2), alpha.flatten(1)
-            if self.max_exposure_change is not None:
-                maps = limit_exposure(maps, pixels, weights, self.max_exposure_change)
-            if self.scene_cast:
-                maps = respect_scene_cast(maps, pixels, weights)
+            maps = restrain(maps, composite.flatten(1, 2), alpha.flatten(1), scene_cast=self.scene_cast,
+                            max_exposure_change=self.max_exposure_change, clarity=self.clarity)
             return maps.cpu()

@@ -14,7 +14,8 @@ The network's raw outputs are bounded here (``tanh``) so that no prediction can 
 gate in 0..1 (the network's confidence that the subject needs correcting) scales the whole change.
 At inference two restraints can hold back what the network asserts from its prior of how people look
 (learned from a handful of them) rather than reads from the scene: ``limit_exposure`` and
-``respect_scene_cast``.
+``respect_scene_cast``; and ``clarity_factors`` sizes the change by how clearly it stands out from
+the network's own error.
 """
 
 import math
@@ -39,6 +40,14 @@ SCENE_CAST_FADE = (5.0, 15.0)
 # the room's light (someone in front of a green screen), from the second on the rule applies in full.
 # On folds of the training split any pair from (0.2, 0.5) to (0.5, 0.8) gave the same figures.
 SCENE_CAST_SHARE = (0.3, 0.6)
+# ``clarity_factors``: on people it never saw, the network's change is about this large (RMS over the
+# person, 0..1 colour units) where the look needed no correction, so a change of this size is kept only
+# by half and smaller ones mostly dropped. Changes from the first value to the second grow by up to
+# ``CLEAR_CHANGE_GAIN``: a change that large is a strong look, which the network undoes only in part.
+# Chosen on folds of the training split (``scripts/harmoim_fold_check.py clarity``; docs/training.md).
+CHANGE_NOISE = 0.01
+CLEAR_CHANGE = (0.015, 0.03)
+CLEAR_CHANGE_GAIN = 1.25
 STRIP_ROWS = 32  # rows the fast path maps at a time: a strip's scratch arrays stay in the CPU cache
 
 
@@ -130,8 +139,35 @@ def respect_scene_cast(maps: torch.Tensor, pixels: torch.Tensor, alpha: torch.Te
     fade = fade * ((share - SCENE_CAST_SHARE[0]) / (SCENE_CAST_SHARE[1] - SCENE_CAST_SHARE[0])).clamp(0.0, 1.0)
     enough = (person.sum(1) >= 16) & (scene.sum(1) >= 16)  # too few pixels to measure: leave the map
     keep = torch.where(enough, 1.0 - fade * (1.0 - keep), torch.ones_like(keep))
+    return scale_change(maps, keep)
+
+
+def clarity_factors(maps: torch.Tensor, pixels: torch.Tensor, alpha: torch.Tensor, *,
+                    noise: float = CHANGE_NOISE, gain: float = CLEAR_CHANGE_GAIN) -> torch.Tensor:
+    """How much of each image's change to keep ``[B]``, by how clearly it stands out from the network's
+    error: ``m^2 / (m^2 + noise^2)`` times a factor rising from 1 to ``gain`` over ``CLEAR_CHANGE``, ``m``
+    the RMS change that ``maps`` ``[B, K, 4, 3]`` make to the person's colours (``pixels`` ``[B, N, 3]``
+    where ``alpha`` ``[B, N]`` > 0.5). Apply with ``scale_change``.
+
+    A Wiener-like shrink: where a look needs no correction the network still moves the person a little,
+    by its error, and a change of that size is as likely wrong as right; a large change is a strong look,
+    and there the network's answer, hedged toward doing nothing, falls short. A grown change may cross
+    the other restraints' bounds: apply those again where a factor is above 1.
+    """
+    person = alpha > 0.5
+    inside = person.any(0)  # the person's pixels (in some image): only they are mapped
+    pixels, person = pixels[:, inside], person[:, inside].to(pixels)
+    change = ((apply_maps(pixels, maps).clamp(0.0, 1.0) - pixels) ** 2).mean(-1)  # [B, N]
+    power = (change * person).sum(1) / person.sum(1).clamp(min=1.0)  # m^2
+    low, high = CLEAR_CHANGE
+    rise = ((power.sqrt() - low) / (high - low)).clamp(0.0, 1.0)
+    return power / (power + noise**2).clamp(min=1e-12) * (1.0 + (gain - 1.0) * rise)
+
+
+def scale_change(maps: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """``maps`` ``[B, K, 4, 3]`` with each image's change from the identity scaled by ``factors`` ``[B]``."""
     identity = _identity_map(maps)
-    return identity + keep.view(-1, 1, 1, 1) * (maps - identity)
+    return identity + factors.view(-1, 1, 1, 1) * (maps - identity)
 
 
 def apply_through_alpha(frames: torch.Tensor, alpha: torch.Tensor, maps: torch.Tensor, strength: float = 1.0):
