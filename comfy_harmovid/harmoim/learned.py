@@ -45,7 +45,9 @@ def restrain(maps: torch.Tensor, pixels: torch.Tensor, weights: torch.Tensor, *,
     if clarity:  # measured on the held change; a change that grows may cross the bounds again
         factors = clarity_factors(maps, pixels, weights, **clarity_settings)
         maps = scale_change(maps, factors)
-        grown = factors > 1.0  # a shrunk change stays within them (and most are shrunk: holding them costs)
+        # A change shrunk toward the identity stays within the bounds (about: clamping and Lab bend), and
+        # most changes shrink: holding again only what grew saves a pass of both restraints.
+        grown = factors > 1.0
         if grown.any():
             maps[grown] = held(maps[grown], pixels[grown], weights[grown])
     return maps
