@@ -11,8 +11,9 @@ def _all_finite(tensor: torch.Tensor) -> bool:
     return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
-def check_frames(frames: torch.Tensor, name: str = "frames") -> torch.Tensor:
-    """Frames must be ``[T, H, W, 3]`` float, finite, with at least one frame."""
+def check_frames(frames: torch.Tensor, name: str = "frames", *, finite: bool = True) -> torch.Tensor:
+    """Frames must be ``[T, H, W, 3]`` float, finite, with at least one frame. ``finite=False`` leaves the
+    finiteness check to a caller that makes it more cheaply on what it computes anyway."""
     if not isinstance(frames, torch.Tensor):
         raise HarmoVidError(f"{name}: expected a torch tensor [T, H, W, 3], got {type(frames).__name__}.")
     if frames.ndim == 3 and frames.shape[-1] == 3:
@@ -32,13 +33,13 @@ def check_frames(frames: torch.Tensor, name: str = "frames") -> torch.Tensor:
         raise HarmoVidError(
             f"{name}: expected float frames in 0..1, got {frames.dtype}. Convert with frames.float() / 255."
         )
-    if not _all_finite(frames):
+    if finite and not _all_finite(frames):
         raise HarmoVidError(f"{name}: contains NaN or infinite values. Fix the node that produced them.")
     return frames
 
 
-def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
-    """Masks must be ``[T, H, W]`` float in 0..1 (1 = foreground), finite."""
+def check_mask(mask: torch.Tensor, name: str = "mask", *, finite: bool = True) -> torch.Tensor:
+    """Masks must be ``[T, H, W]`` float in 0..1 (1 = foreground), finite (see ``check_frames``)."""
     if not isinstance(mask, torch.Tensor):
         raise HarmoVidError(f"{name}: expected a torch tensor [T, H, W], got {type(mask).__name__}.")
     if mask.ndim == 2:
@@ -57,7 +58,7 @@ def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
             mask = mask.float()
         else:
             raise HarmoVidError(f"{name}: expected float values in 0..1, got {mask.dtype}. Divide by 255.")
-    if not _all_finite(mask):
+    if finite and not _all_finite(mask):
         raise HarmoVidError(f"{name}: contains NaN or infinite values. Fix the node that produced it.")
     return mask
 

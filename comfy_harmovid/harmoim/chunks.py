@@ -7,10 +7,11 @@ from ..errors import HarmoVidError
 from ..validate import check_frames, check_mask, check_same_length, check_same_size
 
 
-def checked_chunk(composite_chunk, alpha_chunk):
-    """The composite ``[T, H, W, 3]`` and alpha ``[T, H, W]`` chunk a harmonizer gets, validated together."""
-    composite = check_frames(composite_chunk, "composite")
-    alpha = check_mask(alpha_chunk, "alpha")
+def checked_chunk(composite_chunk, alpha_chunk, *, finite: bool = True):
+    """The composite ``[T, H, W, 3]`` and alpha ``[T, H, W]`` chunk a harmonizer gets, validated together
+    (``finite=False``: all but their finiteness, which the caller checks)."""
+    composite = check_frames(composite_chunk, "composite", finite=finite)
+    alpha = check_mask(alpha_chunk, "alpha", finite=finite)
     check_same_size(composite, alpha, "composite", "alpha")
     check_same_length(composite, alpha, "composite", "alpha")
     return composite, alpha

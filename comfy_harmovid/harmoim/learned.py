@@ -23,9 +23,9 @@ from .weights import load_harmoim
 
 # The most the learned method may change the person's mean luma (0..1). Beyond it the network mostly
 # asserts its prior of how bright people are rather than what the scene shows: a person with darker skin
-# in front of a bright wall looks to it like an underexposed one. Chosen on validation people the
-# network never saw (docs/training.md, section 5).
-MAX_EXPOSURE_CHANGE = 0.05
+# in front of a bright wall looks to it like an underexposed one. Chosen on folds of the training split
+# with clarity sizing on (docs/training.md, section 5, twelfth check): 0.05 until clarity sizing came.
+MAX_EXPOSURE_CHANGE = 0.08
 
 
 def restrain(maps: torch.Tensor, pixels: torch.Tensor, weights: torch.Tensor, *,
@@ -78,6 +78,18 @@ def network_view(frames: np.ndarray, alphas: np.ndarray, size: int):
     return small, small_alpha
 
 
+def view_shows_all_finite(small: np.ndarray, small_alpha: np.ndarray, frame_size) -> bool:
+    """Whether the network's view proves its frames and alphas (``frame_size`` ``(H, W)``) hold no NaN or inf.
+
+    Shrinking by area averaging gives every pixel a positive weight in some view pixel, so a NaN or inf
+    anywhere reaches the view (a test checks this at every pixel): a finite view saves a pass over the
+    full-size chunk. Enlarging interpolates and may skip a pixel, so a view of a small frame proves nothing;
+    nor does a view that is not finite (a sum can overflow): the caller then checks the chunk itself.
+    """
+    size = small.shape[1]
+    return min(frame_size) >= size and bool(np.isfinite(small).all()) and bool(np.isfinite(small_alpha).all())
+
+
 class LearnedHarmonizer:
     """Streaming learned harmonization: feed consecutive chunks to :meth:`process`.
 
@@ -116,10 +128,13 @@ class LearnedHarmonizer:
         ``out``: an optional float32 CPU tensor of the composite's shape to write the result into (and
         return), e.g. one buffer reused for every chunk; it must not overlap the composite.
         """
-        composite, alpha = checked_chunk(composite_chunk, alpha_chunk)
+        composite, alpha = checked_chunk(composite_chunk, alpha_chunk, finite=False)
         result = output_buffer(out, composite)
         frames, alphas = float_array(composite), float_array(alpha)
-        maps = self._predict(frames, alphas)  # [T, K, 4, 3]
+        small, small_alpha = network_view(frames, alphas, self.net.config.input_size)
+        if not view_shows_all_finite(small, small_alpha, frames.shape[1:3]):
+            checked_chunk(composite, alpha)  # the full check, which names what is not finite
+        maps = self._predict(small, small_alpha)  # [T, K, 4, 3]
         target = result.numpy()
         for t in range(target.shape[0]):
             if self._maps is None:
@@ -132,9 +147,8 @@ class LearnedHarmonizer:
                 apply_to_frame(frames[t], alphas[t], self._maps, self.strength, out=target[t])
         return result.to(composite.device)
 
-    def _predict(self, frames: np.ndarray, alphas: np.ndarray) -> torch.Tensor:
-        """The network's colour maps ``[T, K, 4, 3]`` for ``[T, H, W, 3]`` frames, seen at its input size."""
-        small, small_alpha = network_view(frames, alphas, self.net.config.input_size)
+    def _predict(self, small: np.ndarray, small_alpha: np.ndarray) -> torch.Tensor:
+        """The network's colour maps ``[T, K, 4, 3]`` for its view of the frames (``network_view``)."""
         device = next(self.net.parameters()).device
         # A small network on small images: on the CPU, torch's threads cost more than they save.
         threads = one_torch_thread() if device.type == "cpu" else contextlib.nullcontext()

@@ -246,4 +246,4 @@ def _map_block(frame: np.ndarray, alpha: np.ndarray, matrices: np.ndarray, steps
     blend = np.float32(strength) * alpha
     cv2.merge([blend, blend, blend], dst=ramp)
     mapped *= ramp
-    np.add(mapped, frame, out=out)
+    cv2.add(mapped, frame, dst=out)  # into a strided view of the output: OpenCV again, twice numpy's speed
