@@ -16,6 +16,8 @@ mask), alone and with the two inference rules. Results are in docs/training.md, 
     python scripts/harmoim_fold_check.py amplify WORKDIR A mine
     # How should the change be sized by its clarity (transform.clarity_factors)? A grid of its two settings
     python scripts/harmoim_fold_check.py clarity WORKDIR A mine [--graded-scenes]
+    # How far may the person's brightness move, with clarity sizing on (twelfth check)?
+    python scripts/harmoim_fold_check.py limits WORKDIR A mine [--graded-scenes]
     # People put into graded scenes: the scene has one fold LUT, the person the next; the truth is the
     # person in the scene's look (a network must read the scene, not make people look ungraded)
     python scripts/harmoim_fold_check.py networks WORKDIR A mine --graded-scenes
@@ -47,6 +49,10 @@ DISAGREEMENT_SCALES = (0.02, 0.04, 0.08)  # RMS spread of the members' outputs (
 AMPLIFICATIONS = (1.25, 1.5, 2.0)  # factors on the network's change from the identity (``amplify``)
 CLARITY_NOISES = (0.005, 0.008, 0.01, 0.012)  # ``clarity``: the change (RMS, 0..1) kept by half
 CLARITY_GAINS = (1.0, 1.25, 1.5)  # ``clarity``: the most a clear change grows
+# The exposure limit of every check up to the eleventh (``networks``, ``amplify``, ``clarity`` keep it, so
+# that their figures in docs/training.md stay reproducible); ``limits`` tries the others.
+EARLIER_EXPOSURE_LIMIT = 0.05
+EXPOSURE_LIMITS = (0.05, 0.065, 0.08, 0.1)
 
 
 def prepare(workdir: Path) -> None:
@@ -73,7 +79,7 @@ def _identity(frames: int) -> torch.Tensor:
 
 
 def _with_rules(maps, pixels, weights):  # the two restraints, as every check before the eleventh had them
-    return restrain(maps, pixels, weights, clarity=False)
+    return restrain(maps, pixels, weights, clarity=False, max_exposure_change=EARLIER_EXPOSURE_LIMIT)
 
 
 def score(workdir: Path, fold: str, variants, label: str, graded_scenes: bool = False) -> None:
@@ -179,10 +185,23 @@ def clarity(workdir: Path, fold: str, name: str, graded_scenes: bool = False) ->
         out = {f"{name} + rules": _with_rules(maps, pixels, weights)}
         for noise in CLARITY_NOISES:
             for gain in CLARITY_GAINS:
-                out[f"clarity: noise {noise}, gain {gain}"] = restrain(maps, pixels, weights, noise=noise, gain=gain)
+                out[f"clarity: noise {noise}, gain {gain}"] = restrain(
+                    maps, pixels, weights, noise=noise, gain=gain, max_exposure_change=EARLIER_EXPOSURE_LIMIT)
         return out
 
     score(workdir, fold, variants, f"clarity_{name}", graded_scenes)
+
+
+def limits(workdir: Path, fold: str, name: str, graded_scenes: bool = False) -> None:
+    """The network with both rules and clarity sizing (its shipped settings), for each exposure limit."""
+    net = load_harmoim(workdir / f"{fold}_{name}.safetensors")
+
+    def variants(small, small_alpha, pixels, weights):
+        maps = net.predict_maps(small, small_alpha)
+        return {f"exposure limit {limit} + clarity": restrain(maps, pixels, weights, max_exposure_change=limit)
+                for limit in EXPOSURE_LIMITS}
+
+    score(workdir, fold, variants, f"limits_{name}", graded_scenes)
 
 
 def ensemble(workdir: Path, fold: str) -> None:
@@ -222,5 +241,7 @@ if __name__ == "__main__":
         amplify(workdir, sys.argv[3], sys.argv[4])
     elif command == "clarity":
         clarity(workdir, sys.argv[3], sys.argv[4], graded_scenes="--graded-scenes" in sys.argv[5:])
+    elif command == "limits":
+        limits(workdir, sys.argv[3], sys.argv[4], graded_scenes="--graded-scenes" in sys.argv[5:])
     else:
         ensemble(workdir, sys.argv[3])
