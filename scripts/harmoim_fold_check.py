@@ -18,6 +18,10 @@ mask), alone and with the two inference rules. Results are in docs/training.md, 
     python scripts/harmoim_fold_check.py clarity WORKDIR A mine [--graded-scenes]
     # How far may the person's brightness move, with clarity sizing on (twelfth check)?
     python scripts/harmoim_fold_check.py limits WORKDIR A mine [--graded-scenes]
+    # How far the training people sit from their own scene's brightness and cast (no network involved)
+    python scripts/harmoim_fold_check.py people
+    # Single colourist operations on the person (exposure, white balance, tint, saturation), look by look
+    python scripts/harmoim_fold_check.py looks WORKDIR A mine
     # People put into graded scenes: the scene has one fold LUT, the person the next; the truth is the
     # person in the scene's look (a network must read the scene, not make people look ungraded)
     python scripts/harmoim_fold_check.py networks WORKDIR A mine --graded-scenes
@@ -28,6 +32,7 @@ mask), alone and with the two inference rules. Results are in docs/training.md, 
     python scripts/harmoim_fold_check.py ensemble WORKDIR A       # then B
 """
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -36,12 +41,16 @@ import numpy as np
 import torch
 import yaml
 
-from comfy_harmovid.color import apply_lut, read_cube
+from comfy_harmovid.color import apply_lut, linear_to_srgb, read_cube, srgb_to_linear
 from comfy_harmovid.evaluation.cases import composite
-from comfy_harmovid.evaluation.dev_data import load_portraits
+from comfy_harmovid.evaluation.dev_data import benchmark_size, load_portraits
+from comfy_harmovid.filters import resize
+from comfy_harmovid.harmoim.grades import white_balance_gains
 from comfy_harmovid.harmoim.learned import network_view, restrain
 from comfy_harmovid.harmoim.transform import LUMA, apply_maps, band_weights
 from comfy_harmovid.harmoim.weights import load_harmoim
+from comfy_harmovid.io import read_video
+from comfy_harmovid.segment import segment_portrait
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBERS, FRAMES, SIZE, INPUT_SIZE = 3, 12, 256, 96
@@ -82,25 +91,62 @@ def _with_rules(maps, pixels, weights):  # the two restraints, as every check be
     return restrain(maps, pixels, weights, clarity=False, max_exposure_change=EARLIER_EXPOSURE_LIMIT)
 
 
-def score(workdir: Path, fold: str, variants, label: str, graded_scenes: bool = False) -> None:
-    """Score every held-back person x LUT of ``fold``: ``variants(small, small_alpha, pixels, weights)``
-    gives ``{name: maps}``; prints mean gain, shares below -0.5 and -2 dB and the worst case per name.
+def _linear_gains(gains: torch.Tensor):
+    return lambda frames: linear_to_srgb((srgb_to_linear(frames) * gains).clamp(0.0, 1.0))
 
-    ``graded_scenes``: the whole frame first gets the fold's next LUT (the scene's look), which is then
+
+def _saturation(amount: float):
+    def saturate(frames):
+        luma = (frames @ LUMA).unsqueeze(-1)
+        return (luma + amount * (frames - luma)).clamp(0.0, 1.0)
+    return saturate
+
+
+def basic_looks():
+    """Single colourist operations, each strong enough to need undoing: ``[(name, grade of [T, H, W, 3])]``."""
+    night = _linear_gains(0.35 * white_balance_gains(3600.0))
+    return [
+        ("exposure -1 stop", _linear_gains(torch.full((3,), 0.5))),
+        ("exposure +1 stop", _linear_gains(torch.full((3,), 2.0))),
+        ("white balance 3200 K", _linear_gains(white_balance_gains(3200.0))),
+        ("white balance 4000 K", _linear_gains(white_balance_gains(4000.0))),
+        ("white balance 9000 K", _linear_gains(white_balance_gains(9000.0))),
+        ("tint +0.15 (green)", _linear_gains(white_balance_gains(6500.0, 0.15))),
+        ("tint -0.15 (magenta)", _linear_gains(white_balance_gains(6500.0, -0.15))),
+        ("saturation 0.5", _saturation(0.5)),
+        ("saturation 1.5", _saturation(1.5)),
+        ("night: -1.5 stops, 3600 K, saturation 0.6", lambda frames: _saturation(0.6)(night(frames))),
+    ]
+
+
+def fold_luts(workdir: Path, fold: str):
+    """The LUTs ``fold`` is scored on, as looks: ``[(name, grade of [T, H, W, 3])]``."""
+    scored = yaml.safe_load((workdir / f"{fold}_eval.yaml").read_text())
+    return [(Path(c).stem, functools.partial(apply_lut, lut=read_cube(c))) for c in scored["luts"]]
+
+
+def score(workdir: Path, fold: str, variants, label: str, graded_scenes: bool = False, looks=None,
+          with_truth: bool = False) -> list:
+    """Score every held-back person x look of ``fold`` (``looks``: its LUTs unless given, see ``fold_luts``):
+    ``variants(small, small_alpha, pixels, weights)`` gives ``{name: maps}`` (``with_truth``: the truth's
+    colours in the same view follow, ``[T, N, 3]``); prints mean gain, shares below -0.5 and -2 dB and the
+    worst case per name, and returns the rows.
+
+    ``graded_scenes``: the whole frame first gets the fold's next look (the scene's), which is then
     the truth for the person too."""
     torch.set_num_threads(1)
     scored = yaml.safe_load((workdir / f"{fold}_eval.yaml").read_text())
     portraits = load_portraits([Path(c) for c in scored["clips"]], FRAMES, SIZE)
-    luts = [(Path(c).stem, read_cube(c)) for c in scored["luts"]]
+    looks = looks or fold_luts(workdir, fold)
     rows = []
     with torch.inference_mode():
         for person in portraits:
-            for number, (lut_name, lut) in enumerate(luts):
-                truth, case = person.frames, f"{person.name}/{lut_name}"
+            for number, (look_name, look) in enumerate(looks):
+                truth, case = person.frames, f"{person.name}/{look_name}"
                 if graded_scenes:
-                    scene_name, scene_lut = luts[(number + 1) % len(luts)]
-                    truth, case = apply_lut(person.frames, scene_lut), f"{case} in {scene_name}"
-                graded = composite(apply_lut(person.frames, lut), truth, person.mask)
+                    scene_name, scene_look = looks[(number + 1) % len(looks)]
+                    truth, case = scene_look(person.frames), f"{case} in {scene_name}"
+                graded = composite(look(person.frames), truth, person.mask)
                 picked = [(graded[t][person.mask[t] > 0.5][None], truth[t][person.mask[t] > 0.5][None])
                           for t in range(FRAMES)]
 
@@ -114,7 +160,9 @@ def score(workdir: Path, fold: str, variants, label: str, graded_scenes: bool = 
                 pixels, weights = small.flatten(1, 2), small_alpha.flatten(1)
                 small, small_alpha = small.permute(0, 3, 1, 2), small_alpha[:, None]
                 row = {"case": case, "identity": fpsnr(_identity(FRAMES))}
-                for name, maps in variants(small, small_alpha, pixels, weights).items():
+                extra = [torch.from_numpy(network_view(truth.numpy(), person.mask.numpy(), INPUT_SIZE)[0]).flatten(1, 2)
+                         ] if with_truth else []
+                for name, maps in variants(small, small_alpha, pixels, weights, *extra).items():
                     row[name] = fpsnr(maps)
                 rows.append(row)
     label += "_graded_scenes" if graded_scenes else ""
@@ -123,6 +171,7 @@ def score(workdir: Path, fold: str, variants, label: str, graded_scenes: bool = 
     for name in [k for k in rows[0] if k not in ("case", "identity")]:
         gain = np.array([r[name] - r["identity"] for r in rows])
         print(f"{name:34s} {gain.mean():+8.2f} {np.mean(gain < -0.5):8.0%} {np.mean(gain < -2):7.0%} {gain.min():+6.2f}")
+    return rows
 
 
 def networks(workdir: Path, fold: str, names, graded_scenes: bool = False) -> None:
@@ -204,6 +253,53 @@ def limits(workdir: Path, fold: str, name: str, graded_scenes: bool = False) -> 
     score(workdir, fold, variants, f"limits_{name}", graded_scenes)
 
 
+def looks(workdir: Path, fold: str, name: str) -> None:
+    """The network alone and with its shipped rules on ``basic_looks``: mean gain and worst case per look,
+    and the mean gain of the banded map closest to the truth (``fitted_maps``: what the transform allows)."""
+    net = load_harmoim(workdir / f"{fold}_{name}.safetensors")
+
+    def variants(small, small_alpha, pixels, weights, truth):
+        maps = net.predict_maps(small, small_alpha)
+        return {"alone": maps, "shipped rules": restrain(maps, pixels, weights),
+                "fitted to the truth": fitted_maps(pixels, truth, weights)}
+
+    rows = score(workdir, fold, variants, f"looks_{name}", looks=basic_looks(), with_truth=True)
+    print(f"\n{'look':44s} {'doing nothing':>13s}  alone  shipped rules  worst  fitted to the truth")
+    for look_name, _ in basic_looks():
+        picked = [r for r in rows if r["case"].split("/", 1)[1] == look_name]
+        gain = {key: np.array([r[key] - r["identity"] for r in picked])
+                for key in ("alone", "shipped rules", "fitted to the truth")}
+        print(f"{look_name:44s} {np.mean([r['identity'] for r in picked]):10.1f} dB {gain['alone'].mean():+6.2f} "
+              f"{gain['shipped rules'].mean():+11.2f}   {gain['shipped rules'].min():+6.2f} "
+              f"{gain['fitted to the truth'].mean():+12.2f}")
+
+
+def people() -> None:
+    """How far each training person sits from their own scene, ungraded: the person's mean brightness over
+    the scene's (stops) and their red-blue cast over the scene's (log2), in linear light, over the first
+    8 frames at 256 px with the built-in segmenter's mask. A grade within this spread cannot be told from
+    the scene alone."""
+    manifest_dir = ROOT / "models" / "harmoim"
+    manifest = yaml.safe_load((manifest_dir / "harmoim-v3-manifest.yaml").read_text())
+    gaps = []
+    for path in [(manifest_dir / c).resolve() for c in manifest["clips"]]:
+        clip = read_video(path, start=0, max_frames=8).frames
+        size = benchmark_size(clip.shape[1], clip.shape[2], 256)
+        frames = resize(clip.permute(0, 3, 1, 2).float(), size).permute(0, 2, 3, 1).clamp(0, 1)
+        mask = segment_portrait(frames, temporal_smoothing=0.0)
+        light = srgb_to_linear(frames)
+        person, scene = light[mask > 0.5].mean(0), light[mask < 0.5].mean(0)
+        stops = float(torch.log2((person @ LUMA) / (scene @ LUMA)))
+        cast = torch.log2(person / scene)
+        gaps.append((stops, float(cast[0] - cast[2])))
+        print(f"{path.name:20s} brightness {stops:+5.2f} stops, red-blue cast {gaps[-1][1]:+5.2f}", flush=True)
+    gaps = np.array(gaps)
+    for column, what in enumerate(("brightness (stops)", "red-blue cast (log2)")):
+        values = gaps[:, column]
+        print(f"{what}: {values.min():+.2f} to {values.max():+.2f}, standard deviation {values.std():.2f} "
+              f"over {len(values)} people")
+
+
 def ensemble(workdir: Path, fold: str) -> None:
     """The three person-bagged members alone, averaged, and averaged but held back where they disagree."""
     members = [load_harmoim(workdir / f"{fold}_m{m}.safetensors") for m in range(MEMBERS)]
@@ -231,8 +327,10 @@ def ensemble(workdir: Path, fold: str) -> None:
 
 
 if __name__ == "__main__":
-    command, workdir = sys.argv[1], Path(sys.argv[2])
-    if command == "prepare":
+    command, workdir = sys.argv[1], Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    if command == "people":
+        people()
+    elif command == "prepare":
         prepare(workdir)
     elif command == "networks":
         names = [a for a in sys.argv[4:] if a != "--graded-scenes"]
@@ -241,6 +339,8 @@ if __name__ == "__main__":
         amplify(workdir, sys.argv[3], sys.argv[4])
     elif command == "clarity":
         clarity(workdir, sys.argv[3], sys.argv[4], graded_scenes="--graded-scenes" in sys.argv[5:])
+    elif command == "looks":
+        looks(workdir, sys.argv[3], sys.argv[4])
     elif command == "limits":
         limits(workdir, sys.argv[3], sys.argv[4], graded_scenes="--graded-scenes" in sys.argv[5:])
     else:
