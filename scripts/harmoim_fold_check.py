@@ -43,13 +43,11 @@ import yaml
 
 from comfy_harmovid.color import apply_lut, linear_to_srgb, read_cube, srgb_to_linear
 from comfy_harmovid.evaluation.cases import composite
-from comfy_harmovid.evaluation.dev_data import benchmark_size, load_portraits
-from comfy_harmovid.filters import resize
+from comfy_harmovid.evaluation.dev_data import load_clip, load_portraits
 from comfy_harmovid.harmoim.grades import white_balance_gains
 from comfy_harmovid.harmoim.learned import network_view, restrain
 from comfy_harmovid.harmoim.transform import LUMA, apply_maps, band_weights
 from comfy_harmovid.harmoim.weights import load_harmoim
-from comfy_harmovid.io import read_video
 from comfy_harmovid.segment import segment_portrait
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,8 +158,10 @@ def score(workdir: Path, fold: str, variants, label: str, graded_scenes: bool = 
                 pixels, weights = small.flatten(1, 2), small_alpha.flatten(1)
                 small, small_alpha = small.permute(0, 3, 1, 2), small_alpha[:, None]
                 row = {"case": case, "identity": fpsnr(_identity(FRAMES))}
-                extra = [torch.from_numpy(network_view(truth.numpy(), person.mask.numpy(), INPUT_SIZE)[0]).flatten(1, 2)
-                         ] if with_truth else []
+                extra = ()
+                if with_truth:  # the truth's colours in the network's view
+                    view = network_view(truth.numpy(), person.mask.numpy(), INPUT_SIZE)[0]
+                    extra = (torch.from_numpy(view).flatten(1, 2),)
                 for name, maps in variants(small, small_alpha, pixels, weights, *extra).items():
                     row[name] = fpsnr(maps)
                 rows.append(row)
@@ -263,9 +263,10 @@ def looks(workdir: Path, fold: str, name: str) -> None:
         return {"alone": maps, "shipped rules": restrain(maps, pixels, weights),
                 "fitted to the truth": fitted_maps(pixels, truth, weights)}
 
-    rows = score(workdir, fold, variants, f"looks_{name}", looks=basic_looks(), with_truth=True)
+    operations = basic_looks()
+    rows = score(workdir, fold, variants, f"looks_{name}", looks=operations, with_truth=True)
     print(f"\n{'look':44s} {'doing nothing':>13s}  alone  shipped rules  worst  fitted to the truth")
-    for look_name, _ in basic_looks():
+    for look_name, _ in operations:
         picked = [r for r in rows if r["case"].split("/", 1)[1] == look_name]
         gain = {key: np.array([r[key] - r["identity"] for r in picked])
                 for key in ("alone", "shipped rules", "fitted to the truth")}
@@ -283,9 +284,7 @@ def people() -> None:
     manifest = yaml.safe_load((manifest_dir / "harmoim-v3-manifest.yaml").read_text())
     gaps = []
     for path in [(manifest_dir / c).resolve() for c in manifest["clips"]]:
-        clip = read_video(path, start=0, max_frames=8).frames
-        size = benchmark_size(clip.shape[1], clip.shape[2], 256)
-        frames = resize(clip.permute(0, 3, 1, 2).float(), size).permute(0, 2, 3, 1).clamp(0, 1)
+        frames = load_clip(path, 8, 256, min_frames=1)  # a still is a clip of one frame
         mask = segment_portrait(frames, temporal_smoothing=0.0)
         light = srgb_to_linear(frames)
         person, scene = light[mask > 0.5].mean(0), light[mask < 0.5].mean(0)

@@ -60,11 +60,13 @@ def benchmark_size(height: int, width: int, short_side: int) -> tuple:
     return max(2, round(height * scale / 2) * 2), max(2, round(width * scale / 2) * 2)
 
 
-def load_clip(path: Path, frames: int, short_side: int) -> torch.Tensor:
-    """The first ``frames`` frames of ``path``, resized to the benchmark size, ``[T, H, W, 3]``."""
+def load_clip(path: Path, frames: int, short_side: int, min_frames: int = 2) -> torch.Tensor:
+    """The first ``frames`` frames of ``path``, resized to the benchmark size, ``[T, H, W, 3]``.
+    ``min_frames``: fewer is an error (the temporal metrics need two; a still is one frame)."""
     clip = read_video(path, start=0, max_frames=frames).frames
-    if clip.shape[0] < 2:
-        raise HarmoVidError(f"{path} has {clip.shape[0]} frame(s); the temporal metrics need at least two.")
+    if clip.shape[0] < min_frames:
+        raise HarmoVidError(f"{path} has {clip.shape[0]} frame(s); at least {min_frames} are needed "
+                            "(the temporal metrics compare consecutive frames).")
     size = benchmark_size(clip.shape[1], clip.shape[2], short_side)
     return resize(clip.permute(0, 3, 1, 2).float(), size).permute(0, 2, 3, 1).clamp(0, 1).contiguous()
 
