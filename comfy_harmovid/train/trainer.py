@@ -260,6 +260,10 @@ def train(config: TrainConfig, *, resume: Optional[str] = None, max_steps: Optio
         from ..model import save_transformer
 
         save_transformer(accelerator.unwrap_model(model), final)
+    # Free the DDP wrapper (and Accelerate's references to it) before its process group goes: freed
+    # afterwards, when this function returns, its reducer once left a process hanging at exit.
+    del model, optimizer
+    accelerator.free_memory()
     accelerator.end_training()
     # Accelerate keeps one state per process; forget this run's mixed precision and accumulation so a
     # later train() in the same process can choose others (the distributed setup itself is kept).
