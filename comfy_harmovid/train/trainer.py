@@ -260,8 +260,8 @@ def train(config: TrainConfig, *, resume: Optional[str] = None, max_steps: Optio
         from ..model import save_transformer
 
         save_transformer(accelerator.unwrap_model(model), final)
-    # Free the DDP wrapper (and Accelerate's references to it) before its process group goes: freed
-    # afterwards, when this function returns, its reducer once left a process hanging at exit.
+    # Free the DDP wrapper (and Accelerate's references to it) before its process group goes, not when
+    # this function returns: a two-process run once hung there, one rank waiting inside gloo after training.
     del model, optimizer
     accelerator.free_memory()
     accelerator.end_training()
