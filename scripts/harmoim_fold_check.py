@@ -41,10 +41,10 @@ import numpy as np
 import torch
 import yaml
 
-from comfy_harmovid.color import apply_lut, linear_to_srgb, read_cube, srgb_to_linear
+from comfy_harmovid.color import apply_lut, read_cube, srgb_to_linear
 from comfy_harmovid.evaluation.cases import composite
 from comfy_harmovid.evaluation.dev_data import load_clip, load_portraits
-from comfy_harmovid.harmoim.grades import white_balance_gains
+from comfy_harmovid.harmoim.grades import linear_gains, scale_saturation, white_balance_gains
 from comfy_harmovid.harmoim.learned import network_view, restrain
 from comfy_harmovid.harmoim.transform import LUMA, apply_maps, band_weights
 from comfy_harmovid.harmoim.weights import load_harmoim
@@ -90,14 +90,11 @@ def _with_rules(maps, pixels, weights):  # the two restraints, as every check be
 
 
 def _linear_gains(gains: torch.Tensor):
-    return lambda frames: linear_to_srgb((srgb_to_linear(frames) * gains).clamp(0.0, 1.0))
+    return functools.partial(linear_gains, gains=gains)
 
 
 def _saturation(amount: float):
-    def saturate(frames):
-        luma = (frames @ LUMA).unsqueeze(-1)
-        return (luma + amount * (frames - luma)).clamp(0.0, 1.0)
-    return saturate
+    return lambda frames: scale_saturation(frames, amount).clamp(0.0, 1.0)
 
 
 def basic_looks():

@@ -83,6 +83,17 @@ def white_balance_gains(kelvin: float, tint: float = 0.0) -> torch.Tensor:
     return gains / (gains @ LUMA.to(gains))  # keep the brightness of white
 
 
+def linear_gains(image: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+    """``image`` (sRGB, 0..1) with its linear light scaled by ``gains`` per channel (white balance, exposure)."""
+    return linear_to_srgb((srgb_to_linear(image) * gains).clamp(0.0, 1.0))
+
+
+def scale_saturation(image: torch.Tensor, amount: float) -> torch.Tensor:
+    """``image`` with its colours moved ``amount`` times as far from their luma (not clamped)."""
+    luma = (image @ LUMA).unsqueeze(-1)
+    return luma + amount * (image - luma)
+
+
 def _uniform(generator: torch.Generator, low: float, high: float, shape=()) -> torch.Tensor:
     return low + (high - low) * torch.rand(shape, generator=generator)
 
@@ -115,7 +126,7 @@ def _linear_light(image, options, generator, white_balance: bool, exposure: bool
         gains = white_balance_gains(kelvin, float(_uniform(generator, -options.max_tint, options.max_tint)))
     if exposure:
         gains = gains * 2.0 ** float(_uniform(generator, -options.max_stops, options.max_stops))
-    return linear_to_srgb((srgb_to_linear(image) * gains).clamp(0.0, 1.0))
+    return linear_gains(image, gains)
 
 
 def _lift_gamma_gain(image, options, generator):
@@ -141,8 +152,7 @@ def _film_curve(image, generator):
 
 
 def _saturation(image, options, generator):
-    luma = (image @ LUMA).unsqueeze(-1)
-    return luma + float(_uniform(generator, *options.saturation_range)) * (image - luma)
+    return scale_saturation(image, float(_uniform(generator, *options.saturation_range)))
 
 
 def _split_toning(image, options, generator):
