@@ -1,7 +1,7 @@
 """Nodes: HarmoIm Frames (per-frame harmonization) and Lighting Deflicker (temporal consistency)."""
 
 from comfy_harmovid.deflicker import deflicker
-from comfy_harmovid.harmoim import METHODS, harmonize_frames
+from comfy_harmovid.harmoim import METHODS, PersonTrims, harmonize_frames
 
 from . import comfy_adapter
 
@@ -12,6 +12,27 @@ DEFAULT_WEIGHTS = "default"
 
 STRENGTH_OPTIONS = {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05}
 
+# The artist's trims on the person after the automatic change (harmoim.PersonTrims): widget, step, tooltip.
+PERSON_TRIM_WIDGETS = {
+    "exposure": ("FLOAT", 0.05, "Stops on the person after the automatic change: +1 doubles the light, -1 halves it."),
+    "temperature": ("INT", 100, "White balance of the person, in kelvin: 6500 changes nothing, lower is cooler "
+                    "(bluer), higher warmer."),
+    "tint": ("FLOAT", 0.01, "+ toward magenta, - toward green."),
+    "saturation": ("FLOAT", 0.05, "0 grey, 1 unchanged, 2 twice as colourful."),
+}
+
+
+def person_trim_inputs() -> dict:
+    """The optional ``person_*`` widgets of HarmoIm Frames, with PersonTrims' defaults and ranges."""
+    defaults = PersonTrims()
+    inputs = {}
+    for name, (kind, step, tooltip) in PERSON_TRIM_WIDGETS.items():
+        cast = int if kind == "INT" else float
+        low, high = PersonTrims.RANGES[name]
+        inputs[f"person_{name}"] = (kind, {"default": cast(getattr(defaults, name)), "min": cast(low), "max": cast(high),
+                                           "step": step, "tooltip": tooltip})
+    return inputs
+
 
 class HarmoVidHarmoImFrames:
     DESCRIPTION = (
@@ -20,7 +41,9 @@ class HarmoVidHarmoImFrames:
         "learned: a small network shipped with the pack predicts a colour transform per frame "
         "(colour matrices for shadows, midtones and highlights). statistics: weights-free; moves the person's "
         "colour cast, exposure and contrast part of the way toward the background, only as far as the evidence "
-        "supports. auto: learned when its weights are there, else statistics."
+        "supports. auto: learned when its weights are there, else statistics. The person_ widgets trim the "
+        "person after the automatic change (exposure, white balance, saturation), where it cannot tell a "
+        "look to undo from how the person was filmed; with strength 0 only the trims apply."
     )
     CATEGORY = "HarmoVid"
     FUNCTION = "harmonize"
@@ -63,11 +86,15 @@ class HarmoVidHarmoImFrames:
                     {"default": DEFAULT_WEIGHTS, "tooltip": "Learned HarmoIm weights from ComfyUI/models/harmoim (train your "
                      "own with `harmovid train harmoim`); default: the weights shipped with the pack."},
                 ),
+                **person_trim_inputs(),
             },
         }
 
-    def harmonize(self, composite, alpha, method, strength, background=None, weights=DEFAULT_WEIGHTS):
+    def harmonize(self, composite, alpha, method, strength, background=None, weights=DEFAULT_WEIGHTS,
+                  person_exposure=PersonTrims.exposure, person_temperature=PersonTrims.temperature,
+                  person_tint=PersonTrims.tint, person_saturation=PersonTrims.saturation):
         path = None if weights == DEFAULT_WEIGHTS else comfy_adapter.resolve_model_path("harmoim", weights)
+        person_trims = PersonTrims(person_exposure, person_temperature, person_tint, person_saturation)
         out = harmonize_frames(
             composite,
             alpha,
@@ -75,6 +102,7 @@ class HarmoVidHarmoImFrames:
             method=method,
             strength=float(strength),
             weights=path,
+            trims=person_trims,
             progress=comfy_adapter.progress(),
             chunk_frames=CHUNK_FRAMES,
         )

@@ -10,6 +10,7 @@ from ..progress import ProgressCallback, report
 from ..validate import check_frames, check_mask, check_not_empty, check_same_length
 from .learned import LearnedHarmonizer
 from .statistics import StatisticsHarmonizer
+from .trims import PersonTrims, TrimmedHarmonizer
 from .weights import default_weights_path
 
 METHODS = ("statistics", "learned")
@@ -35,11 +36,17 @@ def resolve_method(method: str, weights=None) -> str:
     return method
 
 
-def make_harmonizer(method: str = "statistics", strength: float = 1.0, *, weights=None):
-    """The streaming harmonizer of ``method`` ("statistics", "learned" or "auto"); ``weights`` only for "learned"."""
+def make_harmonizer(method: str = "statistics", strength: float = 1.0, *, weights=None,
+                    trims: Optional[PersonTrims] = None):
+    """The streaming harmonizer of ``method`` ("statistics", "learned" or "auto"); ``weights`` only for
+    "learned"; ``trims``: the artist's exposure, white balance and saturation on the person after it."""
+    if trims is not None and not isinstance(trims, PersonTrims):
+        raise HarmoVidError(f"trims: expected PersonTrims, got {type(trims).__name__}.")
     if resolve_method(method, weights) == "learned":
-        return LearnedHarmonizer(strength, weights=weights)
-    return StatisticsHarmonizer(strength)
+        harmonizer = LearnedHarmonizer(strength, weights=weights)
+    else:
+        harmonizer = StatisticsHarmonizer(strength)
+    return harmonizer if trims is None or trims.is_identity else TrimmedHarmonizer(harmonizer, trims)
 
 
 def harmonize_frames(
@@ -50,6 +57,7 @@ def harmonize_frames(
     method: str = "statistics",
     strength: float = 1.0,
     weights=None,
+    trims: Optional[PersonTrims] = None,
     progress: ProgressCallback = None,
     chunk_frames: int = 16,
 ) -> torch.Tensor:
@@ -58,10 +66,12 @@ def harmonize_frames(
     ``alpha`` ``[T, H, W]`` (1 = person) says where the person is; ``background`` (optional, same size)
     is the clean background plate, else the composite outside the alpha is used. ``strength`` 0..1.
     ``method`` "learned" uses ``weights`` (a file or loaded ``HarmoImNet``; None = the default weights);
-    "auto" is "learned" when there are weights, else "statistics".
+    "auto" is "learned" when there are weights, else "statistics". ``trims`` (``PersonTrims``): the artist's
+    exposure, white balance and saturation on the person, after the automatic change (with ``strength`` 0,
+    only the trims).
     Returns ``[T, H, W, 3]``; pixels with alpha 0 are unchanged.
     """
-    harmonizer = make_harmonizer(method, strength, weights=weights)
+    harmonizer = make_harmonizer(method, strength, weights=weights, trims=trims)
     composite = check_frames(composite, "composite")
     alpha = check_mask(alpha, "alpha")
     check_same_length(composite, alpha, "composite", "alpha")
