@@ -12,23 +12,19 @@ DEFAULT_WEIGHTS = "default"
 
 STRENGTH_OPTIONS = {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05}
 
-# The artist's trims on the person after the automatic change (harmoim.PersonTrims): widget, step, tooltip.
-PERSON_TRIM_WIDGETS = {
-    "exposure": ("FLOAT", 0.05, "Stops on the person after the automatic change: +1 doubles the light, -1 halves it."),
-    "temperature": ("INT", 100, "White balance of the person, in kelvin: 6500 changes nothing, lower is cooler "
-                    "(bluer), higher warmer."),
-    "tint": ("FLOAT", 0.01, "+ toward magenta, - toward green."),
-    "saturation": ("FLOAT", 0.05, "0 grey, 1 unchanged, 2 twice as colourful."),
-}
+# The artist's trims on the person after the automatic change (harmoim.PersonTrims): widget type and step.
+PERSON_TRIM_WIDGETS = {"exposure": ("FLOAT", 0.05), "temperature": ("INT", 100), "tint": ("FLOAT", 0.01),
+                       "saturation": ("FLOAT", 0.05)}
 
 
 def person_trim_inputs() -> dict:
-    """The optional ``person_*`` widgets of HarmoIm Frames, with PersonTrims' defaults and ranges."""
+    """The optional ``person_*`` widgets of HarmoIm Frames, with PersonTrims' defaults, ranges and help."""
     defaults = PersonTrims()
     inputs = {}
-    for name, (kind, step, tooltip) in PERSON_TRIM_WIDGETS.items():
+    for name, (kind, step) in PERSON_TRIM_WIDGETS.items():
         cast = int if kind == "INT" else float
         low, high = PersonTrims.RANGES[name]
+        tooltip = PersonTrims.HELP[name][0].upper() + PersonTrims.HELP[name][1:] + "."
         inputs[f"person_{name}"] = (kind, {"default": cast(getattr(defaults, name)), "min": cast(low), "max": cast(high),
                                            "step": step, "tooltip": tooltip})
     return inputs

@@ -31,14 +31,6 @@ def add_step_output_arguments(parser) -> None:
     parser.add_argument("--strength", type=float, default=1.0, help="0 = unchanged .. 1 = full (default 1)")
 
 
-PERSON_TRIM_HELP = {
-    "exposure": "stops on the person after the automatic change (+1 doubles the light)",
-    "temperature": "kelvin: 6500 changes nothing, lower is cooler (bluer), higher warmer",
-    "tint": "+ toward magenta, - toward green",
-    "saturation": "0 grey, 1 unchanged, 2 twice as colourful",
-}
-
-
 def add_person_trim_arguments(parser) -> None:
     """``--person-exposure``, ``--person-temperature``, ``--person-tint``, ``--person-saturation``: the
     artist's trims on the person after the automatic harmonization (``harmoim.PersonTrims``)."""
@@ -46,7 +38,7 @@ def add_person_trim_arguments(parser) -> None:
     for item in fields(PersonTrims):
         low, high = PersonTrims.RANGES[item.name]
         group.add_argument(f"--person-{item.name}", dest=f"person_{item.name}", type=float, default=item.default,
-                           help=f"{PERSON_TRIM_HELP[item.name]}; {low:g}..{high:g} (default {item.default:g})")
+                           help=f"{PersonTrims.HELP[item.name]}; {low:g}..{high:g} (default {item.default:g})")
 
 
 def person_trims(args) -> PersonTrims:

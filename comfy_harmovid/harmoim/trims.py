@@ -35,6 +35,14 @@ class PersonTrims:
     saturation: float = 1.0  # 0 grey, 1 unchanged, 2 twice as far from grey
 
     RANGES = {"exposure": (-4.0, 4.0), "temperature": (2000.0, 15000.0), "tint": (-0.5, 0.5), "saturation": (0.0, 2.0)}
+    # What each trim does, in the words of the node's tooltips and the commands' help.
+    HELP = {
+        "exposure": "stops on the person after the automatic change: +1 doubles the light, -1 halves it",
+        "temperature": "white balance of the person in kelvin: 6500 changes nothing, lower is cooler (bluer), "
+                       "higher warmer",
+        "tint": "+ toward magenta, - toward green",
+        "saturation": "0 grey, 1 unchanged, 2 twice as colourful",
+    }
 
     def __post_init__(self):
         for item in fields(self):
@@ -71,7 +79,6 @@ class TrimmedFrames:
     """Applies ``PersonTrims`` to frames in place; the tables are built once for a whole clip."""
 
     def __init__(self, trims: PersonTrims):
-        self.trims = trims
         self._tables = None if np.allclose(trims.gains().numpy(), 1.0) else trims.tone_tables()
         self._saturation = None if trims.saturation == 1.0 else trims.saturation_matrix()
 
