@@ -63,6 +63,7 @@ class HarmonizeSettings:
     harmonize_method: str = "auto"
     harmonize_strength: float = 1.0
     harmoim_weights: Optional[str] = None  # learned HarmoIm weights file (None: the default weights)
+    skin_balance: bool = False  # learned only: the face's skin taken toward natural skin (harmoim/skin.py)
     # The artist's exposure, white balance and saturation on the person after the HarmoIm.
     person_trims: PersonTrims = field(default_factory=PersonTrims)
     deflicker_strength: float = 1.0
@@ -191,11 +192,15 @@ def _check_settings(settings: HarmonizeSettings, audio: str) -> None:
         settings.relight_settings.check()
     if not isinstance(settings.person_trims, PersonTrims):
         raise HarmoVidError(f"person_trims: expected PersonTrims, got {type(settings.person_trims).__name__}.")
-    if not settings.person_trims.is_identity and (settings.relight != "none" or settings.harmonize_method == "none"):
+    skips_harmoim = settings.relight != "none" or settings.harmonize_method == "none"
+    if not settings.person_trims.is_identity and skips_harmoim:
         raise HarmoVidError(
             "Person trims follow the HarmoIm, which this run skips (IC-Light relighting or harmonize method "
             "'none'). To apply only the trims, keep a HarmoIm method with harmonize strength 0."
         )
+    if settings.skin_balance and skips_harmoim:
+        raise HarmoVidError("The skin balance is part of the learned HarmoIm, which this run skips (IC-Light "
+                            "relighting or harmonize method 'none'); turn it off or choose the learned method.")
     if settings.chunk_frames is not None and settings.chunk_frames < 1:
         raise HarmoVidError(f"chunk_frames must be at least 1 (or None: from the frame size), got {settings.chunk_frames}.")
 
@@ -276,7 +281,8 @@ def harmonize_video(
         harmonizer = _ic_light_relighter(settings)
     elif settings.harmonize_method != "none":
         harmonizer = make_harmonizer(settings.harmonize_method, settings.harmonize_strength,
-                                     weights=settings.harmoim_weights, trims=settings.person_trims)
+                                     weights=settings.harmoim_weights, trims=settings.person_trims,
+                                     skin_balance=settings.skin_balance)
     deflicker = Deflicker(settings.deflicker_strength) if settings.deflicker_strength > 0 else None
     # A harmonizer that does not read the background plate says so (uses_background = False): the
     # composite is then made in the background frames' memory instead of a copy.

@@ -35,9 +35,8 @@ class HarmoVidHarmoImFrames:
         "Per-frame harmonization of a composite toward the scene's light, applied through the soft alpha "
         "(pixels outside it never change) and smoothed over time; follow with Lighting Deflicker for the rest. "
         "learned: a small network shipped with the pack predicts a colour transform per frame "
-        "(colour matrices for shadows, midtones and highlights), and the face's skin is taken part of the way "
-        "back toward natural skin where a look has pushed it away (unless the room's own light explains it). "
-        "statistics: weights-free; moves the person's "
+        "(colour matrices for shadows, midtones and highlights); with skin_balance on, the face's skin is also "
+        "taken part of the way back toward natural skin. statistics: weights-free; moves the person's "
         "colour cast, exposure and contrast part of the way toward the background, only as far as the evidence "
         "supports. auto: learned when its weights are there, else statistics. The person_ widgets trim the "
         "person after the automatic change (exposure, white balance, saturation), where it cannot tell a "
@@ -84,12 +83,18 @@ class HarmoVidHarmoImFrames:
                     {"default": DEFAULT_WEIGHTS, "tooltip": "Learned HarmoIm weights from ComfyUI/models/harmoim (train your "
                      "own with `harmovid train harmoim`); default: the weights shipped with the pack."},
                 ),
+                "skin_balance": (
+                    "BOOLEAN",
+                    {"default": False, "tooltip": "learned only: also take the face's skin part of the way back toward "
+                     "natural skin where a look pushed it away (unless the room's light explains it). Gains most on "
+                     "looks that grey or tint skin, can over-correct mild ones; slower (a face search every 8th frame)."},
+                ),
                 **person_trim_inputs(),
             },
         }
 
     def harmonize(self, composite, alpha, method, strength, background=None, weights=DEFAULT_WEIGHTS,
-                  person_exposure=PersonTrims.exposure, person_temperature=PersonTrims.temperature,
+                  skin_balance=False, person_exposure=PersonTrims.exposure, person_temperature=PersonTrims.temperature,
                   person_tint=PersonTrims.tint, person_saturation=PersonTrims.saturation):
         path = None if weights == DEFAULT_WEIGHTS else comfy_adapter.resolve_model_path("harmoim", weights)
         person_trims = PersonTrims(person_exposure, person_temperature, person_tint, person_saturation)
@@ -101,6 +106,7 @@ class HarmoVidHarmoImFrames:
             strength=float(strength),
             weights=path,
             trims=person_trims,
+            skin_balance=bool(skin_balance),
             progress=comfy_adapter.progress(),
             chunk_frames=CHUNK_FRAMES,
         )

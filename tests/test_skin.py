@@ -13,10 +13,14 @@ import yaml
 from comfy_harmovid.color import linear_to_srgb, srgb_to_linear
 from comfy_harmovid.errors import HarmoVidError
 from comfy_harmovid.evaluation.dev_data import load_clip
-from comfy_harmovid.harmoim import HarmoImNet, LearnedHarmonizer
+from comfy_harmovid.cli import main as harmovid
+from comfy_harmovid.harmoim import HarmoImNet, LearnedHarmonizer, harmonize_frames, make_harmonizer
+from comfy_harmovid.io import write_video
+from comfy_harmovid.pipeline import HarmonizeSettings, harmonize_video
+from nodes.harmonization import HarmoVidHarmoImFrames
 from comfy_harmovid.harmoim.grades import linear_gains
-from comfy_harmovid.harmoim.skin import (SKIN_POLYGONS, SkinPrior, fold_gains, natural_skin_pixels, room_chroma,
-                                         skin_chroma, skin_mask)
+from comfy_harmovid.harmoim.skin import (SKIN_POLYGONS, SkinPrior, SkinSettings, fold_gains, natural_skin_pixels,
+                                         room_chroma, skin_chroma, skin_mask)
 from comfy_harmovid.harmoim.transform import LUMA, apply_maps
 from comfy_harmovid.segment import segment_portrait
 
@@ -93,8 +97,8 @@ def test_the_shipped_prior_is_measured_on_the_training_people():
 def test_without_a_face_the_balance_changes_nothing():
     composite, alpha, _ = make_portrait_clip(frames=3, height=64, width=80)  # ellipses: no face to find
     net = HarmoImNet()
-    with_skin = LearnedHarmonizer(weights=net).process(composite, alpha)
-    without = LearnedHarmonizer(weights=net, skin=None).process(composite, alpha)
+    with_skin = LearnedHarmonizer(weights=net, skin=SkinSettings()).process(composite, alpha)
+    without = LearnedHarmonizer(weights=net).process(composite, alpha)
     assert torch.equal(with_skin, without)
 
 
@@ -107,9 +111,8 @@ def test_without_mediapipe_the_learned_method_runs_without_its_skin_balance(monk
     monkeypatch.setattr(mediapipe_model, "_import_solution", missing)
     composite, alpha, _ = make_portrait_clip(frames=2, height=32, width=40)
     with pytest.warns(UserWarning, match="without its skin balance: MediaPipe 0.10.14 is missing"):
-        harmonizer = LearnedHarmonizer(weights=HarmoImNet())
-    assert torch.equal(harmonizer.process(composite, alpha),
-                       LearnedHarmonizer(weights=HarmoImNet(), skin=None).process(composite, alpha))
+        harmonizer = LearnedHarmonizer(weights=HarmoImNet(), skin=SkinSettings())
+    assert torch.equal(harmonizer.process(composite, alpha), LearnedHarmonizer(weights=HarmoImNet()).process(composite, alpha))
 
 
 def test_skin_settings_of_the_wrong_kind_name_the_fix():
@@ -127,7 +130,7 @@ def test_skin_balance_takes_a_teal_graded_face_back_toward_the_truth(dev_data):
         return float((out[person] - frames[person]).pow(2).mean())
 
     net = HarmoImNet()  # an untrained network is the identity: what changes is the skin balance's alone
-    balanced = LearnedHarmonizer(weights=net).process(graded, mask)
+    balanced = LearnedHarmonizer(weights=net, skin=SkinSettings()).process(graded, mask)
     assert error(balanced) < 0.5 * error(graded)
     assert torch.equal(balanced[~person], graded[~person])
 
@@ -148,3 +151,20 @@ def test_make_skin_prior_measures_a_manifests_people(dev_data, tmp_path):
     assert prior.people == 3
     assert np.allclose(prior.mean, points.mean(0).numpy(), atol=1e-6)
     assert np.allclose(prior.covariance, torch.cov(points.T).numpy(), atol=1e-8)
+
+
+def test_the_skin_balance_is_opt_in_and_for_the_learned_method_only(tmp_path, capsys):
+    composite, alpha, _ = make_portrait_clip(frames=2, height=32, width=40)
+    assert make_harmonizer("learned")._skin is None, "off by default (it slows the 720p stage)"
+    assert make_harmonizer("learned", skin_balance=True)._skin is not None
+    with pytest.raises(HarmoVidError, match="belongs to the learned HarmoIm"):
+        make_harmonizer("statistics", skin_balance=True)
+    (out,) = HarmoVidHarmoImFrames().harmonize(composite, alpha, "learned", 1.0, skin_balance=True)
+    assert torch.allclose(out, harmonize_frames(composite, alpha, method="learned", skin_balance=True))
+    write_video(tmp_path / "comp.mkv", composite, 12)
+    write_video(tmp_path / "alpha.mkv", alpha, 12)
+    assert harmovid(["harmonize-frames", "--composite", str(tmp_path / "comp.mkv"), "--mask", str(tmp_path / "alpha.mkv"),
+                     "--method", "learned", "--skin-balance", "-o", str(tmp_path / "out.mkv")]) == 0
+    with pytest.raises(HarmoVidError, match="skin balance is part of the learned HarmoIm"):
+        harmonize_video(tmp_path / "comp.mkv", tmp_path / "comp.mkv", tmp_path / "x.mkv",
+                        settings=HarmonizeSettings(harmonize_method="none", skin_balance=True))

@@ -2,9 +2,9 @@
 
 It predicts a luminance-banded colour transform per frame from the composite and alpha, holds it back
 where it asserts more than the scene supports (a bounded exposure change; no cooling of a person below a
-warm room's cast), sizes it by how clearly it stands out from the network's error, takes the face's skin
-part of the way back toward natural skin (``skin``), smooths it over time and applies it through the
-alpha; it needs the weights file the pack ships (or one you trained).
+warm room's cast), sizes it by how clearly it stands out from the network's error, may take the face's
+skin part of the way back toward natural skin (``skin``, on request), smooths it over time and applies
+it through the alpha; it needs the weights file the pack ships (or one you trained).
 """
 
 import contextlib
@@ -116,15 +116,16 @@ class LearnedHarmonizer:
     person from losing more colour cast than the scene's light supports (``respect_scene_cast``).
     ``clarity`` sizes the change by how clearly it stands out from the network's error
     (``transform.clarity_factors``: small changes mostly dropped, large ones grown a little), within both
-    restraints. ``skin`` (``skin.SkinSettings``; None: off) then takes the face's skin part of the way back
-    toward natural skin (``skin.SkinBalance``).
+    restraints. ``skin`` (``skin.SkinSettings``; None, the default: off) then takes the face's skin part of
+    the way back toward natural skin (``skin.SkinBalance``; off by default because it slows the 720p
+    HarmoIm stage below 25 fps, README).
     """
 
     uses_background = False  # process() ignores the background plate
 
     def __init__(self, strength: float = 1.0, *, weights=None, temporal_smoothing: float = 0.7,
                  max_exposure_change: Optional[float] = MAX_EXPOSURE_CHANGE, scene_cast: bool = True,
-                 clarity: bool = True, skin: Optional[SkinSettings] = SkinSettings()):
+                 clarity: bool = True, skin: Optional[SkinSettings] = None):
         self.strength = check_strength(strength)
         if not 0.0 <= temporal_smoothing < 1.0:
             raise HarmoVidError(f"temporal_smoothing must be in [0, 1), got {temporal_smoothing}.")

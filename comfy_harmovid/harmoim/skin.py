@@ -30,7 +30,7 @@ from .transform import LUMA, apply_maps
 SHRINK = 0.75  # share of the skin's offset beyond the dead zone that is divided out
 DEAD_ZONE = 1.0  # standard deviations of natural skin (Mahalanobis) never corrected
 FACE_EVERY = 8  # frames between face searches and skin measurements (the last gains hold in between)
-FACE_SIZE = 256  # short side (pixels) the face is searched at
+FACE_SIZE = 256  # the face is searched in the frame shrunk by a whole factor to a short side of at least this
 MIN_SKIN_PIXELS = 16  # fewer skin pixels in the network's view: no skin balance for that frame
 # Face-mesh landmarks around the left cheek, the right cheek and the forehead: skin, away from eyes,
 # brows, nostrils, lips and hair.
@@ -41,10 +41,15 @@ SKIN_POLYGONS = (
 )
 
 
+def _chroma(linear: torch.Tensor) -> torch.Tensor:
+    """``[2]``: natural log of red / green and blue / green of one linear colour ``[3]``."""
+    linear = linear.clamp(min=1e-4)
+    return torch.log(linear[[0, 2]] / linear[1])
+
+
 def skin_chroma(rgb: torch.Tensor) -> torch.Tensor:
-    """``[2]``: natural log of red / green and blue / green of the median linear colour of ``rgb`` ``[N, 3]``."""
-    median = srgb_to_linear(rgb).clamp(min=1e-4).median(0).values
-    return torch.log(median[[0, 2]] / median[1])
+    """``[2]``: the chroma (log red / green, log blue / green) of the median linear colour of ``rgb`` ``[N, 3]``."""
+    return _chroma(srgb_to_linear(rgb).median(0).values)
 
 
 def natural_skin_pixels(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -59,8 +64,7 @@ def natural_skin_pixels(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 
 def room_chroma(rgb: torch.Tensor) -> torch.Tensor:
     """``[2]``: the room's cast, as :func:`skin_chroma` of its mean linear colour (grey world)."""
-    mean = srgb_to_linear(rgb).mean(0).clamp(min=1e-4)
-    return torch.log(mean[[0, 2]] / mean[1])
+    return _chroma(srgb_to_linear(rgb).mean(0))
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class SkinPrior:
     def gains(self, skin: torch.Tensor, room: torch.Tensor, shrink: float = SHRINK,
               dead_zone: float = DEAD_ZONE) -> torch.Tensor:
         """Linear-light RGB gains ``[3]`` that take the skin (``skin`` ``[N, 3]`` sRGB) back toward natural
-        skin in a room whose cast is ``room_chroma``  ``room`` ``[2]``; the skin's luma is kept."""
+        skin, in a room whose cast is ``room`` ``[2]`` (``room_chroma``); the skin's luma is kept."""
         offset = skin_chroma(skin).double() - torch.tensor(self.mean, dtype=torch.float64)
         length = float(offset.norm())
         if length < 1e-6:
@@ -94,7 +98,7 @@ class SkinPrior:
         offset = offset * (1.0 - explained / length)
         distance = float(offset @ torch.linalg.solve(torch.tensor(self.covariance, dtype=torch.float64), offset)) ** 0.5
         change = shrink * max(0.0, 1.0 - dead_zone / max(distance, 1e-6)) * offset
-        gains = torch.exp(-torch.stack([change[0], torch.zeros((), dtype=torch.float64), change[1]])).float()
+        gains = torch.exp(-torch.tensor([float(change[0]), 0.0, float(change[1])]))
         light = srgb_to_linear(skin).median(0).values
         return gains * (light @ LUMA) / ((light * gains) @ LUMA)
 
@@ -128,7 +132,7 @@ class SkinSettings:
 
 
 class SkinBalance:
-    """Per-frame skin balance over a clip (state: the face's last landmarks and a frame counter)."""
+    """Per-frame skin balance over a clip (state: the last measured gains and a frame counter)."""
 
     def __init__(self, settings: SkinSettings = SkinSettings()):
         from ..segment.mediapipe_model import FaceMeshModel  # MediaPipe loads only when the balance is on
