@@ -21,7 +21,7 @@ from .alpha import PseudoAlpha
 from .composite import Placement, composite_chunk, frame_schedule
 from .deflicker import Deflicker
 from .errors import HarmoVidError
-from .harmoim import METHODS as HARMONIZE_METHODS, make_harmonizer
+from .harmoim import METHODS as HARMONIZE_METHODS, PersonTrims, make_harmonizer
 from .io import VideoWriter, iter_frame_arrays, probe_video, stack_frames, uint8_frames
 from .progress import ProgressCallback, report
 from .relight import ICLightRelighter, RelightSettings, load_iclight
@@ -63,6 +63,9 @@ class HarmonizeSettings:
     harmonize_method: str = "auto"
     harmonize_strength: float = 1.0
     harmoim_weights: Optional[str] = None  # learned HarmoIm weights file (None: the default weights)
+    skin_balance: bool = False  # learned only: the face's skin taken toward natural skin (harmoim/skin.py)
+    # The artist's exposure, white balance and saturation on the person after the HarmoIm.
+    person_trims: PersonTrims = field(default_factory=PersonTrims)
     deflicker_strength: float = 1.0
     # Relighting: "ic-light" relights the person toward the background with SD1.5 (sd15: a single-file
     # checkpoint) + IC-Light fbc (iclight: its offset file) in place of HarmoIm; tokenizer: CLIP's BPE files.
@@ -187,6 +190,17 @@ def _check_settings(settings: HarmonizeSettings, audio: str) -> None:
         )
     if settings.relight == "ic-light":
         settings.relight_settings.check()
+    if not isinstance(settings.person_trims, PersonTrims):
+        raise HarmoVidError(f"person_trims: expected PersonTrims, got {type(settings.person_trims).__name__}.")
+    skips_harmoim = settings.relight != "none" or settings.harmonize_method == "none"
+    if not settings.person_trims.is_identity and skips_harmoim:
+        raise HarmoVidError(
+            "Person trims follow the HarmoIm, which this run skips (IC-Light relighting or harmonize method "
+            "'none'). To apply only the trims, keep a HarmoIm method with harmonize strength 0."
+        )
+    if settings.skin_balance and skips_harmoim:
+        raise HarmoVidError("The skin balance is part of the learned HarmoIm, which this run skips (IC-Light "
+                            "relighting or harmonize method 'none'); turn it off or choose the learned method.")
     if settings.chunk_frames is not None and settings.chunk_frames < 1:
         raise HarmoVidError(f"chunk_frames must be at least 1 (or None: from the frame size), got {settings.chunk_frames}.")
 
@@ -267,7 +281,8 @@ def harmonize_video(
         harmonizer = _ic_light_relighter(settings)
     elif settings.harmonize_method != "none":
         harmonizer = make_harmonizer(settings.harmonize_method, settings.harmonize_strength,
-                                     weights=settings.harmoim_weights)
+                                     weights=settings.harmoim_weights, trims=settings.person_trims,
+                                     skin_balance=settings.skin_balance)
     deflicker = Deflicker(settings.deflicker_strength) if settings.deflicker_strength > 0 else None
     # A harmonizer that does not read the background plate says so (uses_background = False): the
     # composite is then made in the background frames' memory instead of a copy.

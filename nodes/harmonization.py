@@ -1,7 +1,7 @@
 """Nodes: HarmoIm Frames (per-frame harmonization) and Lighting Deflicker (temporal consistency)."""
 
 from comfy_harmovid.deflicker import deflicker
-from comfy_harmovid.harmoim import METHODS, harmonize_frames
+from comfy_harmovid.harmoim import METHODS, PersonTrims, harmonize_frames
 
 from . import comfy_adapter
 
@@ -12,15 +12,35 @@ DEFAULT_WEIGHTS = "default"
 
 STRENGTH_OPTIONS = {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05}
 
+# The artist's trims on the person after the automatic change (harmoim.PersonTrims): widget type and step.
+PERSON_TRIM_WIDGETS = {"exposure": ("FLOAT", 0.05), "temperature": ("INT", 100), "tint": ("FLOAT", 0.01),
+                       "saturation": ("FLOAT", 0.05)}
+
+
+def person_trim_inputs() -> dict:
+    """The optional ``person_*`` widgets of HarmoIm Frames, with PersonTrims' defaults, ranges and help."""
+    defaults = PersonTrims()
+    inputs = {}
+    for name, (kind, step) in PERSON_TRIM_WIDGETS.items():
+        cast = int if kind == "INT" else float
+        low, high = PersonTrims.RANGES[name]
+        tooltip = PersonTrims.HELP[name][0].upper() + PersonTrims.HELP[name][1:] + "."
+        inputs[f"person_{name}"] = (kind, {"default": cast(getattr(defaults, name)), "min": cast(low), "max": cast(high),
+                                           "step": step, "tooltip": tooltip})
+    return inputs
+
 
 class HarmoVidHarmoImFrames:
     DESCRIPTION = (
         "Per-frame harmonization of a composite toward the scene's light, applied through the soft alpha "
         "(pixels outside it never change) and smoothed over time; follow with Lighting Deflicker for the rest. "
         "learned: a small network shipped with the pack predicts a colour transform per frame "
-        "(colour matrices for shadows, midtones and highlights). statistics: weights-free; moves the person's "
+        "(colour matrices for shadows, midtones and highlights); with skin_balance on, the face's skin is also "
+        "taken part of the way back toward natural skin. statistics: weights-free; moves the person's "
         "colour cast, exposure and contrast part of the way toward the background, only as far as the evidence "
-        "supports. auto: learned when its weights are there, else statistics."
+        "supports. auto: learned when its weights are there, else statistics. The person_ widgets trim the "
+        "person after the automatic change (exposure, white balance, saturation), where it cannot tell a "
+        "look to undo from how the person was filmed; with strength 0 only the trims apply."
     )
     CATEGORY = "HarmoVid"
     FUNCTION = "harmonize"
@@ -63,11 +83,21 @@ class HarmoVidHarmoImFrames:
                     {"default": DEFAULT_WEIGHTS, "tooltip": "Learned HarmoIm weights from ComfyUI/models/harmoim (train your "
                      "own with `harmovid train harmoim`); default: the weights shipped with the pack."},
                 ),
+                "skin_balance": (
+                    "BOOLEAN",
+                    {"default": False, "tooltip": "learned only: also take the face's skin part of the way back toward "
+                     "natural skin where a look pushed it away (unless the room's light explains it). Gains most on "
+                     "looks that grey or tint skin, can over-correct mild ones; slower (a face search every 8th frame)."},
+                ),
+                **person_trim_inputs(),
             },
         }
 
-    def harmonize(self, composite, alpha, method, strength, background=None, weights=DEFAULT_WEIGHTS):
+    def harmonize(self, composite, alpha, method, strength, background=None, weights=DEFAULT_WEIGHTS,
+                  skin_balance=False, person_exposure=PersonTrims.exposure, person_temperature=PersonTrims.temperature,
+                  person_tint=PersonTrims.tint, person_saturation=PersonTrims.saturation):
         path = None if weights == DEFAULT_WEIGHTS else comfy_adapter.resolve_model_path("harmoim", weights)
+        person_trims = PersonTrims(person_exposure, person_temperature, person_tint, person_saturation)
         out = harmonize_frames(
             composite,
             alpha,
@@ -75,6 +105,8 @@ class HarmoVidHarmoImFrames:
             method=method,
             strength=float(strength),
             weights=path,
+            trims=person_trims,
+            skin_balance=bool(skin_balance),
             progress=comfy_adapter.progress(),
             chunk_frames=CHUNK_FRAMES,
         )

@@ -22,6 +22,9 @@ mask), alone and with the two inference rules. Results are in docs/training.md, 
     python scripts/harmoim_fold_check.py people
     # Single colourist operations on the person (exposure, white balance, tint, saturation), look by look
     python scripts/harmoim_fold_check.py looks WORKDIR A mine
+    # The skin balance after the network (fourteenth check), with the fold's own prior of natural skin
+    python scripts/make_skin_prior.py --manifest WORKDIR/A_all.yaml -o WORKDIR/A_skin-prior.json
+    python scripts/harmoim_fold_check.py skin WORKDIR A mine
     # People put into graded scenes: the scene has one fold LUT, the person the next; the truth is the
     # person in the scene's look (a network must read the scene, not make people look ungraded)
     python scripts/harmoim_fold_check.py networks WORKDIR A mine --graded-scenes
@@ -46,6 +49,7 @@ from comfy_harmovid.evaluation.cases import composite
 from comfy_harmovid.evaluation.dev_data import load_clip, load_portraits
 from comfy_harmovid.harmoim.grades import linear_gains, scale_saturation, white_balance_gains
 from comfy_harmovid.harmoim.learned import network_view, restrain
+from comfy_harmovid.harmoim.skin import SkinBalance, SkinPrior, SkinSettings
 from comfy_harmovid.harmoim.transform import LUMA, apply_maps, band_weights
 from comfy_harmovid.harmoim.weights import load_harmoim
 from comfy_harmovid.segment import segment_portrait
@@ -60,6 +64,7 @@ CLARITY_GAINS = (1.0, 1.25, 1.5)  # ``clarity``: the most a clear change grows
 # that their figures in docs/training.md stay reproducible); ``limits`` tries the others.
 EARLIER_EXPOSURE_LIMIT = 0.05
 EXPOSURE_LIMITS = (0.05, 0.065, 0.08, 0.1)
+SKIN_SETTINGS = ((0.5, 1.0), (0.75, 1.0), (1.0, 1.0), (0.75, 0.0), (0.75, 2.0))  # ``skin``: (shrink, dead zone)
 
 
 def prepare(workdir: Path) -> None:
@@ -121,11 +126,11 @@ def fold_luts(workdir: Path, fold: str):
 
 
 def score(workdir: Path, fold: str, variants, label: str, graded_scenes: bool = False, looks=None,
-          with_truth: bool = False) -> list:
+          with_truth: bool = False, with_frames: bool = False) -> list:
     """Score every held-back person x look of ``fold`` (``looks``: its LUTs unless given, see ``fold_luts``):
     ``variants(small, small_alpha, pixels, weights)`` gives ``{name: maps}`` (``with_truth``: the truth's
-    colours in the same view follow, ``[T, N, 3]``); prints mean gain, shares below -0.5 and -2 dB and the
-    worst case per name, and returns the rows.
+    colours in the same view follow, ``[T, N, 3]``; ``with_frames``: then the graded frames, ``[T, H, W, 3]``);
+    prints mean gain, shares below -0.5 and -2 dB and the worst case per name, and returns the rows.
 
     ``graded_scenes``: the whole frame first gets the fold's next look (the scene's), which is then
     the truth for the person too."""
@@ -159,6 +164,8 @@ def score(workdir: Path, fold: str, variants, label: str, graded_scenes: bool = 
                 if with_truth:  # the truth's colours in the network's view
                     view = network_view(truth.numpy(), person.mask.numpy(), INPUT_SIZE)[0]
                     extra = (torch.from_numpy(view).flatten(1, 2),)
+                if with_frames:
+                    extra += (graded,)
                 for name, maps in variants(small, small_alpha, pixels, weights, *extra).items():
                     row[name] = fpsnr(maps)
                 rows.append(row)
@@ -272,6 +279,26 @@ def looks(workdir: Path, fold: str, name: str) -> None:
               f"{gain['fitted to the truth'].mean():+12.2f}")
 
 
+def skin(workdir: Path, fold: str, name: str) -> None:
+    """The skin balance after the network with its shipped rules (fourteenth check), at its shipped
+    settings and around them, with the fold's own prior of natural skin (make it first:
+    ``python scripts/make_skin_prior.py --manifest WORKDIR/A_all.yaml -o WORKDIR/A_skin-prior.json``)."""
+    net = load_harmoim(workdir / f"{fold}_{name}.safetensors")
+    prior = SkinPrior.load(workdir / f"{fold}_skin-prior.json")
+
+    def variants(small, small_alpha, pixels, weights, frames):
+        maps = restrain(net.predict_maps(small, small_alpha), pixels, weights)
+        views, view_alphas = pixels.view(small.permute(0, 2, 3, 1).shape), weights.view(small_alpha[:, 0].shape)
+        out = {"shipped rules, no skin balance": maps}
+        for shrink, dead_zone in SKIN_SETTINGS:
+            balance = SkinBalance(SkinSettings(prior, shrink, dead_zone))
+            out[f"skin: shrink {shrink}, dead zone {dead_zone}"] = torch.stack([
+                balance.balanced(maps[t], frames[t].numpy(), views[t], view_alphas[t]) for t in range(maps.shape[0])])
+        return out
+
+    score(workdir, fold, variants, f"skin_{name}", with_frames=True)
+
+
 def people() -> None:
     """How far each training person sits from their own scene, ungraded: the person's mean brightness over
     the scene's (stops) and their red-blue cast over the scene's (log2), in linear light, over the first
@@ -339,5 +366,7 @@ if __name__ == "__main__":
         looks(workdir, sys.argv[3], sys.argv[4])
     elif command == "limits":
         limits(workdir, sys.argv[3], sys.argv[4], graded_scenes="--graded-scenes" in sys.argv[5:])
+    elif command == "skin":
+        skin(workdir, sys.argv[3], sys.argv[4])
     else:
         ensemble(workdir, sys.argv[3])

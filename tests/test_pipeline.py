@@ -107,6 +107,21 @@ def test_cli_refuses_to_overwrite_and_reports_cleanly(clip_files, tmp_path, caps
     assert (tmp_path / "sheet.png").stat().st_size > 0
 
 
+def test_person_trims_darken_only_the_person_and_need_a_harmoim(clip_files, tmp_path, capsys):
+    foreground, mask, background = clip_files
+    arguments = ["harmonize", "--fg", str(foreground), "--bg", str(background), "--mask", str(mask), "--audio", "none"]
+    assert harmovid(arguments + ["-o", str(tmp_path / "plain.mkv")]) == 0
+    assert harmovid(arguments + ["-o", str(tmp_path / "trimmed.mkv"), "--person-exposure", "-1"]) == 0
+    plain, trimmed = (io.read_video(tmp_path / name).frames for name in ("plain.mkv", "trimmed.mkv"))
+    darker = (plain - trimmed).mean(-1)
+    assert darker.max() > 0.1, "one stop down must darken the person"
+    assert 0.02 < float((darker.abs() > 1 / 255).float().mean()) < 0.6, "only the person's pixels may change"
+    code = harmovid(arguments + ["-o", str(tmp_path / "x.mkv"), "--person-tint", "0.1", "--harmonize-method", "none"])
+    assert code == 2 and "harmonize strength 0" in capsys.readouterr().err
+    with pytest.raises(HarmoVidError, match="person_trims: expected PersonTrims"):
+        run(clip_files, tmp_path / "y.mkv", settings=HarmonizeSettings(person_trims={"saturation": 0}))
+
+
 def test_harmonize_real_portrait_over_real_background(dev_data, tmp_path):
     result = harmonize_video(dev_data / "people/lp_d18.mp4", dev_data / "backgrounds/dvp_venice_canal.mp4",
                              tmp_path / "out.mp4", max_frames=12)

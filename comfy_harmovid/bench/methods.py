@@ -60,16 +60,20 @@ def _ours_harmonize(method: str):
     def run(composite, alpha, mask):
         from ..harmoim import harmonize_frames
 
+        if method == "learned-skin":  # the learned HarmoIm with its skin balance (off by default)
+            return harmonize_frames(composite, alpha, None, method="learned", skin_balance=True)
         return harmonize_frames(composite, alpha, None, method=method)
 
     return run
 
 
 def _our_harmonize_methods() -> List[str]:
-    """The per-frame HarmoIm methods that can run here (``harmoim.available_methods``)."""
+    """The per-frame HarmoIm methods that can run here (``harmoim.available_methods``), and the learned
+    one with its skin balance."""
     from ..harmoim import available_methods
 
-    return list(available_methods())
+    methods = list(available_methods())
+    return methods + ["learned-skin"] if "learned" in methods else methods
 
 
 def harmonize_methods() -> Dict[str, Callable]:

@@ -4,8 +4,10 @@ streaming of the single-step commands (``harmonize-frames``, ``deflicker``).
 The terminal progress bar is ``comfy_harmovid.progress.progress_bar``: the benchmarks use it too."""
 
 import json
+from dataclasses import fields
 
 from ..errors import HarmoVidError
+from ..harmoim import PersonTrims
 from ..io import VideoWriter, iter_mask_chunks, iter_video_chunks, probe_video
 from ..progress import progress_bar
 
@@ -27,6 +29,25 @@ def add_step_output_arguments(parser) -> None:
     """The output options (:func:`add_output_arguments`) and ``--strength``, for the single-step commands."""
     add_output_arguments(parser)
     parser.add_argument("--strength", type=float, default=1.0, help="0 = unchanged .. 1 = full (default 1)")
+
+
+SKIN_BALANCE_HELP = ("learned only: also take the face's skin part of the way back toward natural skin "
+                     "(slower: a face search every 8th frame)")
+
+
+def add_person_trim_arguments(parser) -> None:
+    """``--person-exposure``, ``--person-temperature``, ``--person-tint``, ``--person-saturation``: the
+    artist's trims on the person after the automatic harmonization (``harmoim.PersonTrims``)."""
+    group = parser.add_argument_group("person trims (after the automatic harmonization, through the alpha)")
+    for item in fields(PersonTrims):
+        low, high = PersonTrims.RANGES[item.name]
+        group.add_argument(f"--person-{item.name}", dest=f"person_{item.name}", type=float, default=item.default,
+                           help=f"{PersonTrims.HELP[item.name]}; {low:g}..{high:g} (default {item.default:g})")
+
+
+def person_trims(args) -> PersonTrims:
+    """The ``PersonTrims`` of the options :func:`add_person_trim_arguments` added."""
+    return PersonTrims(**{item.name: getattr(args, f"person_{item.name}") for item in fields(PersonTrims)})
 
 
 def companion_chunks(path, name, main_info, *, mask: bool):

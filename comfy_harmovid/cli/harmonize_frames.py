@@ -9,13 +9,15 @@ from ..errors import HarmoVidError
 from ..harmoim import METHODS, make_harmonizer
 from ..io import probe_video
 from ..validate import check_strength
-from .common import add_step_output_arguments, companion_chunks, stream_file_to_file
+from .common import (SKIN_BALANCE_HELP, add_person_trim_arguments, add_step_output_arguments, companion_chunks,
+                     person_trims, stream_file_to_file)
 
 
 def _harmonize_frames(args) -> int:
     if args.method not in ("auto",) + METHODS:
         raise HarmoVidError(f"--method {args.method!r} is unknown; choose auto or one of: {', '.join(METHODS)}.")
-    harmonizer = make_harmonizer(args.method, check_strength(args.strength, "--strength"), weights=args.weights)
+    harmonizer = make_harmonizer(args.method, check_strength(args.strength, "--strength"), weights=args.weights,
+                                 trims=person_trims(args), skin_balance=args.skin_balance)
     info = probe_video(args.composite)
     companions = [
         companion_chunks(args.mask, "--mask", info, mask=True),
@@ -36,5 +38,7 @@ def register(subparsers) -> None:
     harmonize.add_argument("--method", default="auto",
                            help=f"auto (default: learned when its weights are present, else statistics), {', '.join(METHODS)}")
     harmonize.add_argument("--weights", default=None, help="learned HarmoIm weights file (default: the shipped ones)")
+    harmonize.add_argument("--skin-balance", action="store_true", help=SKIN_BALANCE_HELP)
     add_step_output_arguments(harmonize)
+    add_person_trim_arguments(harmonize)
     harmonize.set_defaults(func=_harmonize_frames)

@@ -11,7 +11,7 @@ from ..pipeline import AUDIO_SOURCES, RELIGHT_METHODS, HarmonizeSettings, harmon
 from ..relight import RelightSettings
 from ..demo_media import sample_path
 from ..progress import progress_bar
-from .common import add_output_arguments
+from .common import SKIN_BALANCE_HELP, add_output_arguments, add_person_trim_arguments, person_trims
 
 SHEET_FRAMES = 4  # frames shown in a before/after contact sheet
 
@@ -33,8 +33,10 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                        default=defaults.harmonize_method,
                        help="auto (default): learned when its weights are present, else statistics; none skips it")
     group.add_argument("--harmoim-weights", default=None, help="learned HarmoIm weights file (default: the shipped ones)")
+    group.add_argument("--skin-balance", action="store_true", help=SKIN_BALANCE_HELP)
     group.add_argument("--harmonize-strength", type=float, default=defaults.harmonize_strength, help="0..1")
     group.add_argument("--deflicker-strength", type=float, default=defaults.deflicker_strength, help="0..1; 0 skips the deflicker")
+    add_person_trim_arguments(parser)
     _add_relight_options(parser)
     group.add_argument("--chunk-frames", type=int, default=defaults.chunk_frames, help="frames processed at once (default: from the frame size, about 16 at 720p and 7 at 1080p)")
 
@@ -81,8 +83,9 @@ def _add_output_options(parser: argparse.ArgumentParser, default_output=None) ->
 
 def _settings(args) -> HarmonizeSettings:
     relight = RelightSettings(**{f.name: getattr(args, f"relight_{f.name}") for f in fields(RelightSettings)})
-    values = {f.name: getattr(args, f.name) for f in fields(HarmonizeSettings) if f.name != "relight_settings"}
-    return HarmonizeSettings(**values, relight_settings=relight)
+    values = {f.name: getattr(args, f.name) for f in fields(HarmonizeSettings)
+              if f.name not in ("relight_settings", "person_trims")}
+    return HarmonizeSettings(**values, relight_settings=relight, person_trims=person_trims(args))
 
 
 def _run(args, foreground, background) -> int:

@@ -2,11 +2,13 @@
 
 It predicts a luminance-banded colour transform per frame from the composite and alpha, holds it back
 where it asserts more than the scene supports (a bounded exposure change; no cooling of a person below a
-warm room's cast), sizes it by how clearly it stands out from the network's error, smooths it over time
-and applies it through the alpha; it needs the weights file the pack ships (or one you trained).
+warm room's cast), sizes it by how clearly it stands out from the network's error, may take the face's
+skin part of the way back toward natural skin (``skin``, on request), smooths it over time and applies
+it through the alpha; it needs the weights file the pack ships (or one you trained).
 """
 
 import contextlib
+import warnings
 from typing import Optional
 
 import cv2
@@ -17,7 +19,9 @@ from ..errors import HarmoVidError
 from ..filters import float_array, one_torch_thread
 from ..validate import check_strength
 from .chunks import checked_chunk, output_buffer
+from ..segment.mediapipe_model import MediaPipeMissing
 from .network import HarmoImNet
+from .skin import SkinBalance, SkinSettings
 from .transform import apply_to_frame, clarity_factors, limit_exposure, respect_scene_cast, scale_change
 from .weights import load_harmoim
 
@@ -90,6 +94,16 @@ def view_shows_all_finite(small: np.ndarray, small_alpha: np.ndarray, frame_size
     return min(frame_size) >= size and bool(np.isfinite(small).all()) and bool(np.isfinite(small_alpha).all())
 
 
+def _skin_balance(settings: SkinSettings) -> Optional[SkinBalance]:
+    """The skin balance, or None with a warning when MediaPipe (its face mesh) is not installed: the
+    network's change still works without it."""
+    try:
+        return SkinBalance(settings)
+    except MediaPipeMissing as error:
+        warnings.warn(f"The learned HarmoIm runs without its skin balance: {error}")
+        return None
+
+
 class LearnedHarmonizer:
     """Streaming learned harmonization: feed consecutive chunks to :meth:`process`.
 
@@ -102,14 +116,16 @@ class LearnedHarmonizer:
     person from losing more colour cast than the scene's light supports (``respect_scene_cast``).
     ``clarity`` sizes the change by how clearly it stands out from the network's error
     (``transform.clarity_factors``: small changes mostly dropped, large ones grown a little), within both
-    restraints.
+    restraints. ``skin`` (``skin.SkinSettings``; None, the default: off) then takes the face's skin part of
+    the way back toward natural skin (``skin.SkinBalance``; off by default because it slows the 720p
+    HarmoIm stage below 25 fps, README).
     """
 
     uses_background = False  # process() ignores the background plate
 
     def __init__(self, strength: float = 1.0, *, weights=None, temporal_smoothing: float = 0.7,
                  max_exposure_change: Optional[float] = MAX_EXPOSURE_CHANGE, scene_cast: bool = True,
-                 clarity: bool = True):
+                 clarity: bool = True, skin: Optional[SkinSettings] = None):
         self.strength = check_strength(strength)
         if not 0.0 <= temporal_smoothing < 1.0:
             raise HarmoVidError(f"temporal_smoothing must be in [0, 1), got {temporal_smoothing}.")
@@ -120,6 +136,7 @@ class LearnedHarmonizer:
         self.scene_cast = scene_cast
         self.clarity = clarity
         self.net = weights if isinstance(weights, HarmoImNet) else load_harmoim(weights)
+        self._skin = _skin_balance(skin) if skin is not None and self.strength > 0.0 else None
         self._maps = None  # smoothed [K, 4, 3] colour maps of the previous frame
 
     def process(self, composite_chunk, alpha_chunk, background_chunk=None, *, out=None) -> torch.Tensor:
@@ -137,10 +154,14 @@ class LearnedHarmonizer:
         maps = self._predict(small, small_alpha)  # [T, K, 4, 3]
         target = result.numpy()
         for t in range(target.shape[0]):
+            frame_maps = maps[t]
+            if self._skin is not None:
+                frame_maps = self._skin.balanced(frame_maps, frames[t], torch.from_numpy(small[t]),
+                                                 torch.from_numpy(small_alpha[t]))
             if self._maps is None:
-                self._maps = maps[t]
+                self._maps = frame_maps
             else:
-                self._maps = self.temporal_smoothing * self._maps + (1 - self.temporal_smoothing) * maps[t]
+                self._maps = self.temporal_smoothing * self._maps + (1 - self.temporal_smoothing) * frame_maps
             if self.strength == 0.0:
                 target[t] = frames[t]
             else:

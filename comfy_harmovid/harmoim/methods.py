@@ -10,6 +10,8 @@ from ..progress import ProgressCallback, report
 from ..validate import check_frames, check_mask, check_not_empty, check_same_length
 from .learned import LearnedHarmonizer
 from .statistics import StatisticsHarmonizer
+from .skin import SkinSettings
+from .trims import PersonTrims, TrimmedHarmonizer
 from .weights import default_weights_path
 
 METHODS = ("statistics", "learned")
@@ -35,11 +37,21 @@ def resolve_method(method: str, weights=None) -> str:
     return method
 
 
-def make_harmonizer(method: str = "statistics", strength: float = 1.0, *, weights=None):
-    """The streaming harmonizer of ``method`` ("statistics", "learned" or "auto"); ``weights`` only for "learned"."""
+def make_harmonizer(method: str = "statistics", strength: float = 1.0, *, weights=None,
+                    trims: Optional[PersonTrims] = None, skin_balance: bool = False):
+    """The streaming harmonizer of ``method`` ("statistics", "learned" or "auto"); ``weights`` and
+    ``skin_balance`` (the face's skin taken toward natural skin, ``skin.py``) only for "learned";
+    ``trims``: the artist's exposure, white balance and saturation on the person after it."""
+    if trims is not None and not isinstance(trims, PersonTrims):
+        raise HarmoVidError(f"trims: expected PersonTrims, got {type(trims).__name__}.")
     if resolve_method(method, weights) == "learned":
-        return LearnedHarmonizer(strength, weights=weights)
-    return StatisticsHarmonizer(strength)
+        harmonizer = LearnedHarmonizer(strength, weights=weights, skin=SkinSettings() if skin_balance else None)
+    elif skin_balance:
+        raise HarmoVidError("The skin balance belongs to the learned HarmoIm; choose method learned (or auto "
+                            "with its weights present), or turn the skin balance off.")
+    else:
+        harmonizer = StatisticsHarmonizer(strength)
+    return harmonizer if trims is None or trims.is_identity else TrimmedHarmonizer(harmonizer, trims)
 
 
 def harmonize_frames(
@@ -50,6 +62,8 @@ def harmonize_frames(
     method: str = "statistics",
     strength: float = 1.0,
     weights=None,
+    trims: Optional[PersonTrims] = None,
+    skin_balance: bool = False,
     progress: ProgressCallback = None,
     chunk_frames: int = 16,
 ) -> torch.Tensor:
@@ -58,10 +72,12 @@ def harmonize_frames(
     ``alpha`` ``[T, H, W]`` (1 = person) says where the person is; ``background`` (optional, same size)
     is the clean background plate, else the composite outside the alpha is used. ``strength`` 0..1.
     ``method`` "learned" uses ``weights`` (a file or loaded ``HarmoImNet``; None = the default weights);
-    "auto" is "learned" when there are weights, else "statistics".
+    "auto" is "learned" when there are weights, else "statistics". ``trims`` (``PersonTrims``): the artist's
+    exposure, white balance and saturation on the person, after the automatic change (with ``strength`` 0,
+    only the trims). ``skin_balance`` (learned only): also take the face's skin toward natural skin.
     Returns ``[T, H, W, 3]``; pixels with alpha 0 are unchanged.
     """
-    harmonizer = make_harmonizer(method, strength, weights=weights)
+    harmonizer = make_harmonizer(method, strength, weights=weights, trims=trims, skin_balance=skin_balance)
     composite = check_frames(composite, "composite")
     alpha = check_mask(alpha, "alpha")
     check_same_length(composite, alpha, "composite", "alpha")

@@ -62,7 +62,8 @@ Built-in relightful harmonization (no model weights needed).
 1. Load the person clip (foreground) and the new scene (background).
 2. SAM2 Mask finds the person; Pseudo-Alpha softens the edge; Composite places the person on the scene
    (scale / x / y / anchor) and matches lengths and frame rates.
-3. HarmoIm Frames relights each frame to the scene; Lighting Deflicker removes the flicker that
+3. HarmoIm Frames relights each frame to the scene (its person_ widgets trim the person's exposure,
+   white balance and saturation by hand afterwards); Lighting Deflicker removes the flicker that
    per-frame relighting leaves, keeping the relit look.
 
 The result keeps the foreground's audio and is saved to output/harmovid/.
