@@ -82,9 +82,10 @@ class SelfieModel(_Graph):
 
 
 class FaceMeshModel(_Graph):
-    """The 468 face landmarks of the most prominent face in one RGB frame, each frame on its own:
+    """The 468 face landmarks of the most prominent face in RGB frames given in order:
     ``landmarks(uint8 [H, W, 3]) -> float32 [468, 2]`` (x, y as fractions of the width and height), or
-    None when there is no face."""
+    None when there is no face. After a face is found it is tracked from frame to frame (cheaper than a
+    new search, which happens again when the track is lost)."""
 
     def __init__(self):
         self._graph = _import_solution("face_mesh").FaceMesh(static_image_mode=False, max_num_faces=1)
