@@ -117,8 +117,8 @@ class LearnedHarmonizer:
     ``clarity`` sizes the change by how clearly it stands out from the network's error
     (``transform.clarity_factors``: small changes mostly dropped, large ones grown a little), within both
     restraints. ``skin`` (``skin.SkinSettings``; None, the default: off) then takes the face's skin part of
-    the way back toward natural skin (``skin.SkinBalance``; off by default because it slows the 720p
-    HarmoIm stage below 25 fps, README).
+    the way back toward natural skin (``skin.SkinBalance``; off by default: it adds to a 720p HarmoIm
+    stage that meets its 25 fps goal only narrowly, README).
     """
 
     uses_background = False  # process() ignores the background plate
