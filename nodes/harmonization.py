@@ -1,7 +1,7 @@
 """Nodes: HarmoIm Frames (per-frame harmonization) and Lighting Deflicker (temporal consistency)."""
 
 from comfy_harmovid.deflicker import deflicker
-from comfy_harmovid.harmoim import METHODS, PersonTrims, harmonize_frames
+from comfy_harmovid.harmoim import METHODS, PersonTrims, harmonize_frames, skin
 
 from . import comfy_adapter
 
@@ -85,9 +85,7 @@ class HarmoVidHarmoImFrames:
                 ),
                 "skin_balance": (
                     "BOOLEAN",
-                    {"default": False, "tooltip": "learned only: also take the face's skin part of the way back toward "
-                     "natural skin where a look pushed it away (unless the room's light explains it). Gains most on "
-                     "looks that grey or tint skin, can over-correct mild ones; slower (a face search every 8th frame)."},
+                    {"default": False, "tooltip": skin.HELP[0].upper() + skin.HELP[1:] + "."},
                 ),
                 **person_trim_inputs(),
             },

@@ -31,10 +31,6 @@ def add_step_output_arguments(parser) -> None:
     parser.add_argument("--strength", type=float, default=1.0, help="0 = unchanged .. 1 = full (default 1)")
 
 
-SKIN_BALANCE_HELP = ("learned only: also take the face's skin part of the way back toward natural skin "
-                     "(slower: a face search every 8th frame)")
-
-
 def add_person_trim_arguments(parser) -> None:
     """``--person-exposure``, ``--person-temperature``, ``--person-tint``, ``--person-saturation``: the
     artist's trims on the person after the automatic harmonization (``harmoim.PersonTrims``)."""

@@ -6,10 +6,10 @@ the library offers, so the step can be run and scored on its own. Inputs are any
 """
 
 from ..errors import HarmoVidError
-from ..harmoim import METHODS, make_harmonizer
+from ..harmoim import METHODS, make_harmonizer, skin
 from ..io import probe_video
 from ..validate import check_strength
-from .common import (SKIN_BALANCE_HELP, add_person_trim_arguments, add_step_output_arguments, companion_chunks,
+from .common import (add_person_trim_arguments, add_step_output_arguments, companion_chunks,
                      person_trims, stream_file_to_file)
 
 
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     harmonize.add_argument("--method", default="auto",
                            help=f"auto (default: learned when its weights are present, else statistics), {', '.join(METHODS)}")
     harmonize.add_argument("--weights", default=None, help="learned HarmoIm weights file (default: the shipped ones)")
-    harmonize.add_argument("--skin-balance", action="store_true", help=SKIN_BALANCE_HELP)
+    harmonize.add_argument("--skin-balance", action="store_true", help=skin.HELP)
     add_step_output_arguments(harmonize)
     add_person_trim_arguments(harmonize)
     harmonize.set_defaults(func=_harmonize_frames)

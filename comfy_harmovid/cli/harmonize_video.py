@@ -6,12 +6,12 @@ from pathlib import Path
 
 from ..composite import ANCHORS, LENGTH_POLICIES
 from ..errors import HarmoVidError
-from ..harmoim import METHODS as HARMONIZE_METHODS
+from ..harmoim import METHODS as HARMONIZE_METHODS, skin
 from ..pipeline import AUDIO_SOURCES, RELIGHT_METHODS, HarmonizeSettings, harmonize_video
 from ..relight import RelightSettings
 from ..demo_media import sample_path
 from ..progress import progress_bar
-from .common import SKIN_BALANCE_HELP, add_output_arguments, add_person_trim_arguments, person_trims
+from .common import add_output_arguments, add_person_trim_arguments, person_trims
 
 SHEET_FRAMES = 4  # frames shown in a before/after contact sheet
 
@@ -33,7 +33,7 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                        default=defaults.harmonize_method,
                        help="auto (default): learned when its weights are present, else statistics; none skips it")
     group.add_argument("--harmoim-weights", default=None, help="learned HarmoIm weights file (default: the shipped ones)")
-    group.add_argument("--skin-balance", action="store_true", help=SKIN_BALANCE_HELP)
+    group.add_argument("--skin-balance", action="store_true", help=skin.HELP)
     group.add_argument("--harmonize-strength", type=float, default=defaults.harmonize_strength, help="0..1")
     group.add_argument("--deflicker-strength", type=float, default=defaults.deflicker_strength, help="0..1; 0 skips the deflicker")
     add_person_trim_arguments(parser)

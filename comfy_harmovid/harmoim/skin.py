@@ -32,6 +32,10 @@ DEAD_ZONE = 1.0  # standard deviations of natural skin (Mahalanobis) never corre
 FACE_EVERY = 8  # frames between face searches and skin measurements (the last gains hold in between)
 FACE_SIZE = 256  # the face is searched in the frame shrunk by a whole factor to a short side of at least this
 MIN_SKIN_PIXELS = 16  # fewer skin pixels in the network's view: no skin balance for that frame
+# What the skin balance does, in the words of the node's tooltip and the commands' help.
+HELP = ("learned only: also take the face's skin part of the way back toward natural skin where a look pushed it "
+        "away (unless the room's light explains it). Gains most on looks that grey or tint skin, can over-correct "
+        "mild ones; slower (a face search every 8th frame)")
 # Face-mesh landmarks around the left cheek, the right cheek and the forehead: skin, away from eyes,
 # brows, nostrils, lips and hair.
 SKIN_POLYGONS = (
