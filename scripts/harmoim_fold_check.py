@@ -25,6 +25,8 @@ mask), alone and with the two inference rules. Results are in docs/training.md, 
     # The skin balance after the network (fourteenth check), with the fold's own prior of natural skin
     python scripts/make_skin_prior.py --manifest WORKDIR/A_all.yaml -o WORKDIR/A_skin-prior.json
     python scripts/harmoim_fold_check.py skin WORKDIR A mine
+    # How much the skin could give at most: gains that take it to its true colour (sixteenth check)
+    python scripts/harmoim_fold_check.py ceiling WORKDIR A mine
     # People put into graded scenes: the scene has one fold LUT, the person the next; the truth is the
     # person in the scene's look (a network must read the scene, not make people look ungraded)
     python scripts/harmoim_fold_check.py networks WORKDIR A mine --graded-scenes
@@ -49,10 +51,11 @@ from comfy_harmovid.evaluation.cases import composite
 from comfy_harmovid.evaluation.dev_data import load_clip, load_portraits
 from comfy_harmovid.harmoim.grades import linear_gains, scale_saturation, white_balance_gains
 from comfy_harmovid.harmoim.learned import network_view, restrain
-from comfy_harmovid.harmoim.skin import SkinBalance, SkinPrior, SkinSettings
+from comfy_harmovid.harmoim.skin import SkinBalance, SkinPrior, SkinSettings, fold_gains, skin_in_view
 from comfy_harmovid.harmoim.transform import LUMA, apply_maps, band_weights
 from comfy_harmovid.harmoim.weights import load_harmoim
 from comfy_harmovid.segment import segment_portrait
+from comfy_harmovid.segment.mediapipe_model import FaceMeshModel
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBERS, FRAMES, SIZE, INPUT_SIZE = 3, 12, 256, 96
@@ -299,14 +302,46 @@ def skin(workdir: Path, fold: str, name: str) -> None:
     score(workdir, fold, variants, f"skin_{name}", with_frames=True)
 
 
+def ceiling(workdir: Path, fold: str, name: str) -> None:
+    """How much the skin could give at most (sixteenth check): after the network with its shipped rules, the
+    gains that take the face's skin (the skin balance's cheeks and forehead, found on the graded frame) to
+    its true median colour, keeping the skin's brightness and not; beside the skin balance at its shipped
+    settings (the fold's prior first, as for ``skin``)."""
+    net = load_harmoim(workdir / f"{fold}_{name}.safetensors")
+    prior = SkinPrior.load(workdir / f"{fold}_skin-prior.json")
+
+    def variants(small, small_alpha, pixels, weights, truth, frames):
+        maps = restrain(net.predict_maps(small, small_alpha), pixels, weights)
+        views, view_alphas = pixels.view(small.permute(0, 2, 3, 1).shape), weights.view(small_alpha[:, 0].shape)
+        truths = truth.view(views.shape)
+        balance, faces = SkinBalance(SkinSettings(prior)), FaceMeshModel()
+        balanced, chroma, colour = [], [], []
+        for t in range(maps.shape[0]):
+            frame = frames[t].numpy()
+            balanced.append(balance.balanced(maps[t], frame, views[t], view_alphas[t]))
+            skin = skin_in_view(faces, frame, view_alphas[t])
+            colour_gains = chroma_gains = torch.ones(3)
+            if skin is not None:  # linear gains from the mapped skin's median colour to the truth's
+                have = srgb_to_linear(apply_maps(views[t][skin][None], maps[t][None])[0].clamp(0, 1)).median(0).values
+                colour_gains = srgb_to_linear(truths[t][skin]).median(0).values / have.clamp(min=1e-4)
+                chroma_gains = colour_gains * (have @ LUMA) / ((have * colour_gains) @ LUMA)
+            chroma.append(fold_gains(maps[t], chroma_gains))
+            colour.append(fold_gains(maps[t], colour_gains))
+        return {"shipped rules": maps, "+ skin balance": torch.stack(balanced),
+                "+ the skin's true chroma": torch.stack(chroma), "+ the skin's true colour": torch.stack(colour)}
+
+    score(workdir, fold, variants, f"ceiling_{name}", with_truth=True, with_frames=True)
+
+
 def people() -> None:
     """How far each training person sits from their own scene, ungraded: the person's mean brightness over
     the scene's (stops) and their red-blue cast over the scene's (log2), in linear light, over the first
     8 frames at 256 px with the built-in segmenter's mask. A grade within this spread cannot be told from
-    the scene alone."""
+    the scene alone. Then how bright people are on their own (sixteenth check): the person's mean luma
+    and the face's skin's median luma (the skin balance's cheeks and forehead; stops of linear luma)."""
     manifest_dir = ROOT / "models" / "harmoim"
     manifest = yaml.safe_load((manifest_dir / "harmoim-v3-manifest.yaml").read_text())
-    gaps = []
+    gaps, brightness, skins = [], [], []
     for path in [(manifest_dir / c).resolve() for c in manifest["clips"]]:
         frames = load_clip(path, 8, 256, min_frames=1)  # a still is a clip of one frame
         mask = segment_portrait(frames, temporal_smoothing=0.0)
@@ -315,10 +350,19 @@ def people() -> None:
         stops = float(torch.log2((person @ LUMA) / (scene @ LUMA)))
         cast = torch.log2(person / scene)
         gaps.append((stops, float(cast[0] - cast[2])))
-        print(f"{path.name:20s} brightness {stops:+5.2f} stops, red-blue cast {gaps[-1][1]:+5.2f}", flush=True)
+        brightness.append(float(torch.log2(person @ LUMA)))
+        faces = FaceMeshModel()
+        skin = [light[t][found].median(0).values @ LUMA for t in range(frames.shape[0])
+                if (found := skin_in_view(faces, frames[t].numpy(), mask[t])) is not None]
+        skin_stops = float(torch.log2(torch.stack(skin)).mean()) if skin else None
+        if skin:
+            skins.append(skin_stops)
+        print(f"{path.name:20s} brightness {stops:+5.2f} stops, red-blue cast {gaps[-1][1]:+5.2f}; person "
+              f"{brightness[-1]:+5.2f} stops, skin " + (f"{skin_stops:+5.2f}" if skin else "(no face)"), flush=True)
     gaps = np.array(gaps)
-    for column, what in enumerate(("brightness (stops)", "red-blue cast (log2)")):
-        values = gaps[:, column]
+    for values, what in ((gaps[:, 0], "brightness over the scene's (stops)"), (gaps[:, 1], "red-blue cast (log2)"),
+                         (np.array(brightness), "the person's brightness (stops)"),
+                         (np.array(skins), "the skin's brightness (stops)")):
         print(f"{what}: {values.min():+.2f} to {values.max():+.2f}, standard deviation {values.std():.2f} "
               f"over {len(values)} people")
 
@@ -368,5 +412,7 @@ if __name__ == "__main__":
         limits(workdir, sys.argv[3], sys.argv[4], graded_scenes="--graded-scenes" in sys.argv[5:])
     elif command == "skin":
         skin(workdir, sys.argv[3], sys.argv[4])
+    elif command == "ceiling":
+        ceiling(workdir, sys.argv[3], sys.argv[4])
     else:
         ensemble(workdir, sys.argv[3])

@@ -160,16 +160,24 @@ class SkinBalance:
 
     def _measure(self, maps, frame, view, view_alpha) -> Optional[torch.Tensor]:
         """The gains for the skin of this frame after ``maps``, or None without a face in the view."""
-        landmarks = self._faces.landmarks(_face_search_image(frame))
-        if landmarks is None:
-            return None
-        size = view.shape[0]
-        skin = torch.from_numpy(skin_mask(landmarks, size, size)) & (view_alpha > 0.5)
+        skin = skin_in_view(self._faces, frame, view_alpha)
         room = view_alpha < 0.5
-        if int(skin.sum()) < MIN_SKIN_PIXELS or int(room.sum()) < MIN_SKIN_PIXELS:
+        if skin is None or int(room.sum()) < MIN_SKIN_PIXELS:
             return None
         mapped_skin = apply_maps(view[skin][None], maps[None])[0].clamp(0.0, 1.0)
         return self.prior.gains(mapped_skin, room_chroma(view[room]), self.shrink, self.dead_zone)
+
+
+def skin_in_view(faces, frame: np.ndarray, view_alpha: torch.Tensor) -> Optional[torch.Tensor]:
+    """Boolean ``[h, w]``: the cheeks and forehead that ``faces`` (a ``FaceMeshModel``) finds in ``frame``
+    (``[H, W, 3]`` float32), in a view of it of ``view_alpha``'s size (the network's, or the frame itself)
+    and on the person (``view_alpha`` > 0.5); None without a face, or with fewer than ``MIN_SKIN_PIXELS``
+    of it."""
+    landmarks = faces.landmarks(_face_search_image(frame))
+    if landmarks is None:
+        return None
+    skin = torch.from_numpy(skin_mask(landmarks, *view_alpha.shape)) & (view_alpha > 0.5)
+    return skin if int(skin.sum()) >= MIN_SKIN_PIXELS else None
 
 
 def _face_search_image(frame: np.ndarray) -> np.ndarray:
