@@ -354,11 +354,10 @@ def people() -> None:
         faces = FaceMeshModel()
         skin = [light[t][found].median(0).values @ LUMA for t in range(frames.shape[0])
                 if (found := skin_in_view(faces, frames[t].numpy(), mask[t])) is not None]
-        skin_stops = float(torch.log2(torch.stack(skin)).mean()) if skin else None
         if skin:
-            skins.append(skin_stops)
+            skins.append(float(torch.log2(torch.stack(skin)).mean()))
         print(f"{path.name:20s} brightness {stops:+5.2f} stops, red-blue cast {gaps[-1][1]:+5.2f}; person "
-              f"{brightness[-1]:+5.2f} stops, skin " + (f"{skin_stops:+5.2f}" if skin else "(no face)"), flush=True)
+              f"{brightness[-1]:+5.2f} stops, skin " + (f"{skins[-1]:+5.2f}" if skin else "(no face)"), flush=True)
     gaps = np.array(gaps)
     for values, what in ((gaps[:, 0], "brightness over the scene's (stops)"), (gaps[:, 1], "red-blue cast (log2)"),
                          (np.array(brightness), "the person's brightness (stops)"),
