@@ -27,6 +27,8 @@ mask), alone and with the two inference rules. Results are in docs/training.md, 
     python scripts/harmoim_fold_check.py skin WORKDIR A mine
     # How much the skin could give at most: gains that take it to its true colour (sixteenth check)
     python scripts/harmoim_fold_check.py ceiling WORKDIR A mine
+    # A brightness balance from three numbers fitted on the fold's training data (seventeenth check)
+    python scripts/harmoim_fold_check.py brightness WORKDIR A mine [--graded-scenes]
     # People put into graded scenes: the scene has one fold LUT, the person the next; the truth is the
     # person in the scene's look (a network must read the scene, not make people look ungraded)
     python scripts/harmoim_fold_check.py networks WORKDIR A mine --graded-scenes
@@ -67,6 +69,7 @@ CLARITY_GAINS = (1.0, 1.25, 1.5)  # ``clarity``: the most a clear change grows
 # that their figures in docs/training.md stay reproducible); ``limits`` tries the others.
 EARLIER_EXPOSURE_LIMIT = 0.05
 EXPOSURE_LIMITS = (0.05, 0.065, 0.08, 0.1)
+BRIGHTNESS_SHARES = (1.0, 0.5)  # ``brightness``: share of the way to the regression's brightness
 SKIN_SETTINGS = ((0.5, 1.0), (0.75, 1.0), (1.0, 1.0), (0.75, 0.0), (0.75, 2.0))  # ``skin``: (shrink, dead zone)
 
 
@@ -333,6 +336,75 @@ def ceiling(workdir: Path, fold: str, name: str) -> None:
     score(workdir, fold, variants, f"ceiling_{name}", with_truth=True, with_frames=True)
 
 
+def _log_luma(pixels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``[T]``: log2 of the weighted mean linear luma of ``pixels`` ``[T, N, 3]`` (sRGB) per frame."""
+    light = srgb_to_linear(pixels.clamp(0, 1)) @ LUMA
+    return torch.log2((light * weights).sum(1) / weights.sum(1).clamp(min=1e-6)).clamp(min=-20)
+
+
+def _person_and_scene(alpha: torch.Tensor):
+    """Weights of the person (the alpha) and of the scene (alpha below 0.1) in the network's view."""
+    return alpha, (alpha < 0.1).float()
+
+
+def brightness_regression(workdir: Path, fold: str) -> np.ndarray:
+    """``[a, b, c]`` of ``g = a + b o + c s``, least squares over the fold's training people x its training
+    LUTs (8 frames at 256 px, the built-in segmenter's mask, the network's view): ``g`` is the look's
+    change of the person's brightness, ``o`` the graded person's and ``s`` the scene's (``_log_luma``).
+    Every look counts twice: on the ungraded scene, and with the scene under the next LUT, whose person
+    is then the truth. Each source weighs the same, a still as much as a clip."""
+    manifest = yaml.safe_load((workdir / f"{fold}_all.yaml").read_text())
+    luts = [read_cube(c) for c in manifest["luts"]]
+    samples, weights = [], []
+    for path in manifest["clips"]:
+        frames = load_clip(Path(path), 8, 256, min_frames=1)
+        mask = (segment_portrait(frames, temporal_smoothing=0.0) > 0.5).float().numpy()
+
+        def view(images):  # [T, N, 3]: the images' colours as the network sees them
+            return torch.from_numpy(network_view(images.numpy(), mask, INPUT_SIZE)[0]).flatten(1, 2)
+
+        person, scene = _person_and_scene(torch.from_numpy(network_view(frames.numpy(), mask, INPUT_SIZE)[1]).flatten(1))
+        looks = [view(apply_lut(frames, lut)) for lut in luts]
+        ungraded = view(frames)
+        for number, look in enumerate(looks):
+            for truth in (ungraded, looks[(number + 1) % len(looks)]):
+                graded = truth + person[..., None] * (look - truth)
+                change = _log_luma(look, person) - _log_luma(truth, person)
+                for row in zip(_log_luma(graded, person), _log_luma(graded, scene), change):
+                    samples.append([float(x) for x in row])
+                    weights.append(1.0 / frames.shape[0])
+    samples, root_weights = np.array(samples), np.sqrt(np.array(weights))
+    design = np.stack([np.ones(len(samples)), samples[:, 0], samples[:, 1]], 1)
+    coefficients = np.linalg.lstsq(design * root_weights[:, None], samples[:, 2] * root_weights, rcond=None)[0]
+    residual = samples[:, 2] - design @ coefficients
+    print(f"fold {fold}: change = {coefficients[0]:+.3f} {coefficients[1]:+.3f} person {coefficients[2]:+.3f} scene "
+          f"(stops); the changes spread {samples[:, 2].std():.3f}, what the fit leaves {residual.std():.3f}")
+    return coefficients
+
+
+def brightness(workdir: Path, fold: str, name: str, graded_scenes: bool = False) -> None:
+    """A brightness balance after the network with its shipped rules (seventeenth check): the person's
+    brightness taken ``BRIGHTNESS_SHARES`` of the way from the maps' to the graded brightness less the
+    change ``brightness_regression`` predicts, by a linear gain folded into the maps."""
+    a, b, c = brightness_regression(workdir, fold)
+    net = load_harmoim(workdir / f"{fold}_{name}.safetensors")
+
+    def variants(small, small_alpha, pixels, weights):
+        maps = restrain(net.predict_maps(small, small_alpha), pixels, weights)
+        person, scene = _person_and_scene(weights)
+        graded = _log_luma(pixels, person)
+        wanted = graded - (a + b * graded + c * _log_luma(pixels, scene))
+        mapped = _log_luma(apply_maps(pixels, maps).clamp(0, 1), person)
+        out = {"shipped rules": maps}
+        for share in BRIGHTNESS_SHARES:
+            gains = 2.0 ** (share * (wanted - mapped))
+            out[f"brightness balance, share {share}"] = torch.stack(
+                [fold_gains(maps[t], gains[t].expand(3)) for t in range(maps.shape[0])])
+        return out
+
+    score(workdir, fold, variants, f"brightness_{name}", graded_scenes)
+
+
 def people() -> None:
     """How far each training person sits from their own scene, ungraded: the person's mean brightness over
     the scene's (stops) and their red-blue cast over the scene's (log2), in linear light, over the first
@@ -413,5 +485,7 @@ if __name__ == "__main__":
         skin(workdir, sys.argv[3], sys.argv[4])
     elif command == "ceiling":
         ceiling(workdir, sys.argv[3], sys.argv[4])
+    elif command == "brightness":
+        brightness(workdir, sys.argv[3], sys.argv[4], graded_scenes="--graded-scenes" in sys.argv[5:])
     else:
         ensemble(workdir, sys.argv[3])
