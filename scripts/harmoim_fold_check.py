@@ -363,9 +363,9 @@ def brightness_regression(workdir: Path, fold: str) -> np.ndarray:
         def view(images):  # [T, N, 3]: the images' colours as the network sees them
             return torch.from_numpy(network_view(images.numpy(), mask, INPUT_SIZE)[0]).flatten(1, 2)
 
-        person, scene = _person_and_scene(torch.from_numpy(network_view(frames.numpy(), mask, INPUT_SIZE)[1]).flatten(1))
+        ungraded, view_alpha = (torch.from_numpy(x).flatten(1, 2) for x in network_view(frames.numpy(), mask, INPUT_SIZE))
+        person, scene = _person_and_scene(view_alpha)
         looks = [view(apply_lut(frames, lut)) for lut in luts]
-        ungraded = view(frames)
         for number, look in enumerate(looks):
             for truth in (ungraded, looks[(number + 1) % len(looks)]):
                 graded = truth + person[..., None] * (look - truth)
