@@ -17,6 +17,11 @@ PERSON_TRIM_WIDGETS = {"exposure": ("FLOAT", 0.05), "temperature": ("INT", 100),
                        "saturation": ("FLOAT", 0.05)}
 
 
+def as_tooltip(help_text: str) -> str:
+    """A command's help text (lower case, no full stop) as a node tooltip sentence."""
+    return help_text[0].upper() + help_text[1:] + "."
+
+
 def person_trim_inputs() -> dict:
     """The optional ``person_*`` widgets of HarmoIm Frames, with PersonTrims' defaults, ranges and help."""
     defaults = PersonTrims()
@@ -24,7 +29,7 @@ def person_trim_inputs() -> dict:
     for name, (kind, step) in PERSON_TRIM_WIDGETS.items():
         cast = int if kind == "INT" else float
         low, high = PersonTrims.RANGES[name]
-        tooltip = PersonTrims.HELP[name][0].upper() + PersonTrims.HELP[name][1:] + "."
+        tooltip = as_tooltip(PersonTrims.HELP[name])
         inputs[f"person_{name}"] = (kind, {"default": cast(getattr(defaults, name)), "min": cast(low), "max": cast(high),
                                            "step": step, "tooltip": tooltip})
     return inputs
@@ -85,7 +90,7 @@ class HarmoVidHarmoImFrames:
                 ),
                 "skin_balance": (
                     "BOOLEAN",
-                    {"default": False, "tooltip": skin.HELP[0].upper() + skin.HELP[1:] + "."},
+                    {"default": False, "tooltip": as_tooltip(skin.HELP)},
                 ),
                 **person_trim_inputs(),
             },
